@@ -1,0 +1,171 @@
+//! The validated, typed configuration, one struct per component. `cli.rs` builds it from the
+//! command line; nothing below this module sees clap types.
+
+use crate::spop::Capabilities;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub spop: SpopConfig,
+    /// `None` without `-u`: the agent ACKs and mirrors nothing.
+    pub mirror: Option<MirrorConfig>,
+    pub run: RunConfig,
+}
+
+/// `-a`, `-p`, `-b`.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// Host name or address, IPv4 or IPv6 (`-a`).
+    pub address: String,
+    pub port: u16,
+    pub backlog: u32,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig { address: "0.0.0.0".into(), port: 12345, backlog: 10 }
+    }
+}
+
+/// The SPOP side: `-m`, `-c`, `-t`.
+#[derive(Debug, Clone)]
+pub struct SpopConfig {
+    /// The largest frame this agent accepts (`-m`); the negotiated size is the smaller of this
+    /// and HAProxy's.
+    pub max_frame_size: u32,
+    /// Capabilities the agent is willing to use (`-c`).
+    pub capabilities: Capabilities,
+    /// Delay before each NOTIFY is ACKed and handed on (`-t`).
+    pub processing_delay: Duration,
+    /// Close a connection that sent nothing for this long (`None`: never). HAProxy keeps its
+    /// own idle timers; this only frees connections of peers that vanished.
+    pub idle_timeout: Option<Duration>,
+    /// A frame that has started to arrive must be complete within this time (slowloris guard).
+    pub frame_timeout: Duration,
+    /// Upper bound of a payload reassembled from fragments (HAProxy ≤ 3.0 with
+    /// `-c fragmentation`).
+    pub max_reassembled_size: usize,
+}
+
+impl SpopConfig {
+    /// Default `-m`: large enough to accept whatever HAProxy proposes (`tune.bufsize` − 4) for
+    /// any usual buffer size, so no body is lost to a small agent limit.
+    pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1024 * 1024;
+}
+
+impl Default for SpopConfig {
+    fn default() -> Self {
+        SpopConfig {
+            max_frame_size: SpopConfig::DEFAULT_MAX_FRAME_SIZE,
+            capabilities: Capabilities::default(),
+            processing_delay: Duration::ZERO,
+            idle_timeout: None,
+            frame_timeout: Duration::from_secs(30),
+            max_reassembled_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A secret (a password, userinfo): never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The mirror side: `-u`, `-I`, `-P`, `-x`, `-U`, `-H`, `-N` and the long-only options.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// The mirror URL (`-u`), `http://` or `https://`. Its path, without trailing slashes, is
+    /// prepended to every request target.
+    pub url: http::Uri,
+    /// Interface name or local address for outgoing connections (`-I`).
+    pub interface: Option<String>,
+    /// Local port range for outgoing connections (`-P`), inclusive.
+    pub local_ports: Option<(u16, u16)>,
+    pub proxy: Option<ProxyConfig>,
+    /// Total time for one mirrored request, connect included.
+    pub timeout: Duration,
+    /// Time to establish a connection (capped by `timeout`).
+    pub connect_timeout: Duration,
+    /// Messages waiting for a free request slot.
+    pub queue_size: usize,
+    /// Requests on the wire at once.
+    pub concurrency: usize,
+    /// Bytes of queued and in-flight requests (bodies and headers) the engine may hold.
+    pub memory_budget: usize,
+    /// Extra CA certificates (PEM) for `https://` mirrors, added to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the mirror's certificate (explicit opt-in; the original never verified).
+    pub insecure: bool,
+    /// Idle keep-alive connections are closed after this time.
+    pub pool_idle_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl MirrorConfig {
+    pub fn new(url: http::Uri) -> MirrorConfig {
+        MirrorConfig {
+            url,
+            interface: None,
+            local_ports: None,
+            proxy: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            queue_size: 4096,
+            concurrency: 256,
+            memory_budget: 64 * 1024 * 1024,
+            ca_file: None,
+            insecure: false,
+            pool_idle_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An HTTP proxy between the agent and the mirror (`-x`, `-U`, `-H`, `-N`).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub url: http::Uri,
+    /// `USER:PASSWORD` for Basic `Proxy-Authorization` (`-U`).
+    pub userpwd: Option<Secret>,
+    /// Extra headers for the proxy (`-H`), `Name: value`.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Hosts that bypass the proxy (`-N`), in the usual `no_proxy` syntax.
+    pub noproxy: Option<String>,
+}
+
+/// Process-level settings: `-r`, `-i`, `-n`, `-D`, `-F`, `-l` and logging.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Stop after this time (`-r`); `None` = until signalled.
+    pub runtime: Option<Duration>,
+    pub monitor_interval: Duration,
+    /// Runtime worker threads (`-n`).
+    pub workers: usize,
+    pub daemonize: bool,
+    pub pidfile: Option<PathBuf>,
+    pub logfile: Option<LogFile>,
+    /// `RUST_LOG`-style filter.
+    pub log_filter: String,
+    /// Serve Prometheus metrics here.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+/// `-l [MODE:]FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    /// Truncate (`w`) instead of append (`a`, and no mode).
+    pub truncate: bool,
+    /// Flush after every line (capital mode letter).
+    pub line_buffered: bool,
+}

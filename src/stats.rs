@@ -1,0 +1,141 @@
+//! Counters shared by every part of the agent, read by the `-i` monitor line and the
+//! Prometheus endpoint. Plain relaxed atomics: a counter per event, no lock on any hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A latency histogram with fixed bucket bounds, updated with one atomic add per sample.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; Histogram::BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in microseconds (the last bucket is +Inf).
+    pub const BOUNDS_US: [u64; 18] = [
+        10, 25, 50, 100, 200, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+        500_000, 1_000_000, 2_500_000, 10_000_000,
+    ];
+
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = Histogram::BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(Histogram::BOUNDS_US.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative), the sum in µs, and the sample count.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The upper bound (µs) of the bucket holding quantile `q` (0..=1); `None` when empty.
+    pub fn quantile_upper_bound_us(&self, q: f64) -> Option<u64> {
+        let (buckets, _, count) = self.snapshot();
+        if count == 0 {
+            return None;
+        }
+        let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(Histogram::BOUNDS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+}
+
+/// Every counter the agent keeps. Field names are the metric names without the
+/// `spoa_mirror_` prefix.
+#[derive(Debug, Default)]
+pub struct Stats {
+    // --- SPOP side
+    /// SPOP connections accepted (health checks included).
+    pub connections_total: AtomicU64,
+    /// SPOP connections open now.
+    pub connections_active: AtomicU64,
+    /// Connections that were health checks (`option spop-check`).
+    pub healthchecks_total: AtomicU64,
+    /// Connections closed because of a protocol error (AGENT-DISCONNECT with status ≠ 0 sent).
+    pub protocol_errors_total: AtomicU64,
+    /// NOTIFY frames received (reassembled ones count once).
+    pub notify_total: AtomicU64,
+    /// ACK frames written.
+    pub ack_total: AtomicU64,
+    /// NOTIFY decoded → ACK handed to the socket.
+    pub ack_latency: Histogram,
+
+    // --- mirror side
+    /// Mirror messages accepted into the queue.
+    pub mirror_queued_total: AtomicU64,
+    /// Requests sent to the mirror (a response or an error followed).
+    pub mirror_sent_total: AtomicU64,
+    /// Mirror answered with a status of class 1xx/2xx/3xx/4xx/5xx.
+    pub mirror_status_1xx: AtomicU64,
+    pub mirror_status_2xx: AtomicU64,
+    pub mirror_status_3xx: AtomicU64,
+    pub mirror_status_4xx: AtomicU64,
+    pub mirror_status_5xx: AtomicU64,
+    /// Could not connect to the mirror (refused, unreachable, DNS, TLS handshake).
+    pub mirror_failed_connect: AtomicU64,
+    /// The request did not finish within the total timeout.
+    pub mirror_failed_timeout: AtomicU64,
+    /// Any other failure after connecting (reset, garbage answer, ...).
+    pub mirror_failed_other: AtomicU64,
+    /// Dropped because the queue was full.
+    pub mirror_dropped_queue_full: AtomicU64,
+    /// Dropped because the queued-bytes budget was used up.
+    pub mirror_dropped_memory: AtomicU64,
+    /// Dropped at shutdown when the drain deadline passed.
+    pub mirror_dropped_shutdown: AtomicU64,
+    /// Not sent: the message could not make a valid HTTP request (missing/invalid arguments,
+    /// malformed headers, bad method or target).
+    pub mirror_skipped_invalid: AtomicU64,
+    /// Not sent: HAProxy handed over a body shorter than its Content-Length.
+    pub mirror_skipped_truncated: AtomicU64,
+    /// Messages in the queue now, and their bytes.
+    pub mirror_queued: AtomicU64,
+    pub mirror_queued_bytes: AtomicU64,
+    /// Requests on the wire now.
+    pub mirror_in_flight: AtomicU64,
+    /// New TCP connections opened to the mirror (or proxy).
+    pub mirror_connections_total: AtomicU64,
+    /// Request start → response fully read, for requests that got a response.
+    pub mirror_latency: Histogram,
+}
+
+/// Shorthand for `counter.fetch_add(1, Relaxed)`.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Shorthand for `counter.fetch_sub(1, Relaxed)`.
+pub fn dec(counter: &AtomicU64) {
+    counter.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Shorthand for `counter.load(Relaxed)`.
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
