@@ -31,7 +31,10 @@ impl Histogram {
 
     pub fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = Histogram::BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(Histogram::BOUNDS_US.len());
+        let i = Histogram::BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(Histogram::BOUNDS_US.len());
         if let Some(b) = self.buckets.get(i) {
             b.fetch_add(1, Ordering::Relaxed);
         }
@@ -42,7 +45,10 @@ impl Histogram {
     /// Per-bucket counts (not cumulative), the sum in µs, and the sample count.
     pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
         (
-            self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            self.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
             self.sum_us.load(Ordering::Relaxed),
             self.count.load(Ordering::Relaxed),
         )

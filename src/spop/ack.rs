@@ -53,8 +53,15 @@ impl VarScope {
 /// One action of an ACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    SetVar { scope: VarScope, name: Bytes, value: TypedData },
-    UnsetVar { scope: VarScope, name: Bytes },
+    SetVar {
+        scope: VarScope,
+        name: Bytes,
+        value: TypedData,
+    },
+    UnsetVar {
+        scope: VarScope,
+        name: Bytes,
+    },
 }
 
 impl Action {

@@ -45,7 +45,10 @@ impl FrameDecoder {
         arr.copy_from_slice(prefix);
         let len = u32::from_be_bytes(arr);
         if len > self.max_frame_size {
-            return Err(Error::FrameTooBig { len: u64::from(len), max: self.max_frame_size });
+            return Err(Error::FrameTooBig {
+                len: u64::from(len),
+                max: self.max_frame_size,
+            });
         }
         let len = len as usize;
         if len < MIN_FRAME_LEN {
@@ -88,8 +91,14 @@ mod tests {
         let d = FrameDecoder::new(16380);
         assert_eq!(d.check(b""), Ok(None));
         assert_eq!(d.check(b"\x00\x00\x00"), Ok(None));
-        assert_eq!(d.check(b"\x00\x00\x00\x07\x67\x00\x00\x00\x01\x01"), Ok(None));
-        assert_eq!(d.check(b"\x00\x00\x00\x07\x67\x00\x00\x00\x01\x01\x01"), Ok(Some(7)));
+        assert_eq!(
+            d.check(b"\x00\x00\x00\x07\x67\x00\x00\x00\x01\x01"),
+            Ok(None)
+        );
+        assert_eq!(
+            d.check(b"\x00\x00\x00\x07\x67\x00\x00\x00\x01\x01\x01"),
+            Ok(Some(7))
+        );
     }
 
     #[test]
@@ -97,7 +106,10 @@ mod tests {
         // F3: declared lengths 0..=6 can never hold a header.
         let d = FrameDecoder::new(16380);
         for len in 0u8..7 {
-            assert_eq!(d.check(&[0, 0, 0, len]), Err(Error::FrameTooShort(len as usize)));
+            assert_eq!(
+                d.check(&[0, 0, 0, len]),
+                Err(Error::FrameTooShort(len as usize))
+            );
         }
     }
 
@@ -105,9 +117,21 @@ mod tests {
     fn oversized_and_non_spop_lengths_are_refused_at_once() {
         // F4 / F5: `GET ` and a TLS ClientHello read as lengths.
         let d = FrameDecoder::new(16380);
-        assert_eq!(d.check(b"\x00\x00\x3f\xfd"), Err(Error::FrameTooBig { len: 16381, max: 16380 }));
-        assert!(matches!(d.check(b"GET / HTTP/1.1\r\n"), Err(Error::FrameTooBig { .. })));
-        assert!(matches!(d.check(b"\x16\x03\x01\x02\x00"), Err(Error::FrameTooBig { .. })));
+        assert_eq!(
+            d.check(b"\x00\x00\x3f\xfd"),
+            Err(Error::FrameTooBig {
+                len: 16381,
+                max: 16380
+            })
+        );
+        assert!(matches!(
+            d.check(b"GET / HTTP/1.1\r\n"),
+            Err(Error::FrameTooBig { .. })
+        ));
+        assert!(matches!(
+            d.check(b"\x16\x03\x01\x02\x00"),
+            Err(Error::FrameTooBig { .. })
+        ));
     }
 
     #[test]
@@ -115,8 +139,14 @@ mod tests {
         // F1: frames are split off one by one, sharing the buffer.
         let d = FrameDecoder::new(16380);
         let mut buf = BytesMut::from(&b"\x00\x00\x00\x07\x67\x00\x00\x00\x01\x01\x01\x00\x00\x00\x07\x67\x00\x00\x00\x01\x03\x01\x00"[..]);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), &b"\x67\x00\x00\x00\x01\x01\x01"[..]);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), &b"\x67\x00\x00\x00\x01\x03\x01"[..]);
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            &b"\x67\x00\x00\x00\x01\x01\x01"[..]
+        );
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            &b"\x67\x00\x00\x00\x01\x03\x01"[..]
+        );
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         assert_eq!(&buf[..], b"\x00");
     }

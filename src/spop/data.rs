@@ -88,11 +88,15 @@ impl TypedData {
             T_UINT64 => TypedData::Uint64(r.varint()?),
             T_IPV4 => {
                 let b = r.take(4, "IPV4")?;
-                TypedData::Ipv4(Ipv4Addr::from(<[u8; 4]>::try_from(&b[..]).map_err(|_| Error::UnexpectedEnd("IPV4"))?))
+                TypedData::Ipv4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(&b[..]).map_err(|_| Error::UnexpectedEnd("IPV4"))?,
+                ))
             }
             T_IPV6 => {
                 let b = r.take(16, "IPV6")?;
-                TypedData::Ipv6(Ipv6Addr::from(<[u8; 16]>::try_from(&b[..]).map_err(|_| Error::UnexpectedEnd("IPV6"))?))
+                TypedData::Ipv6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(&b[..]).map_err(|_| Error::UnexpectedEnd("IPV6"))?,
+                ))
             }
             T_STRING => TypedData::String(r.bytes("STRING")?),
             T_BINARY => TypedData::Binary(r.bytes("BINARY")?),
@@ -155,7 +159,10 @@ pub struct Kv {
 
 impl Kv {
     pub fn new(name: &'static str, value: TypedData) -> Kv {
-        Kv { name: Bytes::from_static(name.as_bytes()), value }
+        Kv {
+            name: Bytes::from_static(name.as_bytes()),
+            value,
+        }
     }
 
     /// Decodes KV items until the reader is empty.
@@ -271,20 +278,38 @@ mod tests {
             (TypedData::Null, b"\x00"),
             (TypedData::Bool(true), b"\x11"),
             (TypedData::Bool(false), b"\x01"),
-            (TypedData::Int32(-1), b"\x02\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e"),
+            (
+                TypedData::Int32(-1),
+                b"\x02\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e",
+            ),
             (TypedData::Int32(5), b"\x02\x05"),
             (TypedData::Uint32(16380), b"\x03\xfc\xf0\x06"),
-            (TypedData::Int64(-1), b"\x04\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e"),
+            (
+                TypedData::Int64(-1),
+                b"\x04\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e",
+            ),
             (TypedData::Int64(240), b"\x04\xf0\x00"),
-            (TypedData::Uint64(u64::MAX), b"\x05\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e"),
-            (TypedData::Ipv4(Ipv4Addr::new(10, 9, 0, 1)), b"\x06\x0a\x09\x00\x01"),
+            (
+                TypedData::Uint64(u64::MAX),
+                b"\x05\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e",
+            ),
+            (
+                TypedData::Ipv4(Ipv4Addr::new(10, 9, 0, 1)),
+                b"\x06\x0a\x09\x00\x01",
+            ),
             (
                 TypedData::Ipv6(Ipv6Addr::LOCALHOST),
                 b"\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
             ),
-            (TypedData::String(Bytes::from_static(b"GET")), b"\x08\x03GET"),
+            (
+                TypedData::String(Bytes::from_static(b"GET")),
+                b"\x08\x03GET",
+            ),
             (TypedData::String(Bytes::new()), b"\x08\x00"),
-            (TypedData::Binary(Bytes::from_static(b"\x00\xff")), b"\x09\x02\x00\xff"),
+            (
+                TypedData::Binary(Bytes::from_static(b"\x00\xff")),
+                b"\x09\x02\x00\xff",
+            ),
         ];
         for (value, bytes) in cases {
             assert_eq!(&encoded(value)[..], *bytes, "encode {value:?}");
@@ -310,7 +335,10 @@ mod tests {
     #[test]
     fn string_longer_than_payload_is_rejected() {
         // F9: length 5 with 2 bytes left.
-        assert_eq!(decode_one(b"\x08\x05ab"), Err(Error::UnexpectedEnd("STRING")));
+        assert_eq!(
+            decode_one(b"\x08\x05ab"),
+            Err(Error::UnexpectedEnd("STRING"))
+        );
         // A length near u64::MAX never allocates.
         assert_eq!(
             decode_one(b"\x09\xff\xf0\xfe\xfe\xfe\xfe\xfe\xfe\xfe\x0e"),

@@ -14,7 +14,10 @@ pub struct Disconnect {
 impl Disconnect {
     /// The agent's DISCONNECT for `status`, with the status's standard text.
     pub fn new(status: Status) -> Disconnect {
-        Disconnect { status, message: Bytes::from_static(status.reason().as_bytes()) }
+        Disconnect {
+            status,
+            message: Bytes::from_static(status.reason().as_bytes()),
+        }
     }
 
     /// Reads `status-code` and `message`; a missing status counts as unknown (99).

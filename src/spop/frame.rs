@@ -97,7 +97,12 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// A header with FIN set, as every agent frame must have.
     pub fn fin(frame_type: FrameType, stream_id: u64, frame_id: u64) -> FrameHeader {
-        FrameHeader { frame_type, flags: Flags::FIN, stream_id, frame_id }
+        FrameHeader {
+            frame_type,
+            flags: Flags::FIN,
+            stream_id,
+            frame_id,
+        }
     }
 
     fn decode(r: &mut Reader) -> Result<FrameHeader, Error> {
@@ -105,7 +110,12 @@ impl FrameHeader {
         let flags = Flags(r.u32_be("frame flags")?);
         let stream_id = r.varint()?;
         let frame_id = r.varint()?;
-        Ok(FrameHeader { frame_type, flags, stream_id, frame_id })
+        Ok(FrameHeader {
+            frame_type,
+            flags,
+            stream_id,
+            frame_id,
+        })
     }
 
     fn encode<B: BufMut>(&self, dst: &mut B) {

@@ -43,7 +43,12 @@ impl Capabilities {
             (self.pipelining, "pipelining"),
             (self.r#async, "async"),
         ];
-        names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+        names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -67,11 +72,16 @@ impl HaproxyHello {
         let mut healthcheck = false;
         for kv in items {
             match &kv.name[..] {
-                KEY_SUPPORTED_VERSIONS => versions = Some(kv.value.as_bytes().cloned().ok_or(Status::BadVersion)?),
+                KEY_SUPPORTED_VERSIONS => {
+                    versions = Some(kv.value.as_bytes().cloned().ok_or(Status::BadVersion)?)
+                }
                 // Any integer type is accepted, as HAProxy itself does (H6).
-                KEY_MAX_FRAME_SIZE => max_frame_size = Some(kv.value.as_u64().ok_or(Status::NoFrameSize)?),
+                KEY_MAX_FRAME_SIZE => {
+                    max_frame_size = Some(kv.value.as_u64().ok_or(Status::NoFrameSize)?)
+                }
                 KEY_CAPABILITIES => {
-                    capabilities = Capabilities::parse(kv.value.as_bytes().ok_or(Status::NoCapabilities)?)
+                    capabilities =
+                        Capabilities::parse(kv.value.as_bytes().ok_or(Status::NoCapabilities)?)
                 }
                 KEY_ENGINE_ID => engine_id = kv.value.as_bytes().cloned(),
                 KEY_HEALTHCHECK => healthcheck = matches!(kv.value, TypedData::Bool(true)),
@@ -99,9 +109,15 @@ impl HaproxyHello {
     /// The HELLO HAProxy sends, as KV items (for tests and the load generator).
     pub fn to_kv(&self) -> Vec<Kv> {
         let mut items = vec![
-            Kv::new("supported-versions", TypedData::String(Bytes::from_static(VERSION.as_bytes()))),
+            Kv::new(
+                "supported-versions",
+                TypedData::String(Bytes::from_static(VERSION.as_bytes())),
+            ),
             Kv::new("max-frame-size", TypedData::Uint32(self.max_frame_size)),
-            Kv::new("capabilities", TypedData::String(Bytes::from(self.capabilities.to_list()))),
+            Kv::new(
+                "capabilities",
+                TypedData::String(Bytes::from(self.capabilities.to_list())),
+            ),
         ];
         if self.healthcheck {
             items.push(Kv::new("healthcheck", TypedData::Bool(true)));
@@ -121,7 +137,10 @@ fn supports_major_2(list: &[u8]) -> bool {
         let mut parts = entry.splitn(2, |&b| b == b'.');
         let major = parts.next().unwrap_or_default();
         let minor = parts.next().unwrap_or_default();
-        major == b"2" && !minor.is_empty() && minor.len() <= 3 && minor.iter().all(u8::is_ascii_digit)
+        major == b"2"
+            && !minor.is_empty()
+            && minor.len() <= 3
+            && minor.iter().all(u8::is_ascii_digit)
     })
 }
 
@@ -153,9 +172,15 @@ impl AgentHello {
     /// possibly empty, since HAProxy 3.1's health check requires it).
     pub fn to_kv(&self) -> Vec<Kv> {
         vec![
-            Kv::new("version", TypedData::String(Bytes::from_static(VERSION.as_bytes()))),
+            Kv::new(
+                "version",
+                TypedData::String(Bytes::from_static(VERSION.as_bytes())),
+            ),
             Kv::new("max-frame-size", TypedData::Uint32(self.max_frame_size)),
-            Kv::new("capabilities", TypedData::String(Bytes::from(self.capabilities.to_list()))),
+            Kv::new(
+                "capabilities",
+                TypedData::String(Bytes::from(self.capabilities.to_list())),
+            ),
         ]
     }
 
@@ -169,6 +194,9 @@ impl AgentHello {
                 _ => {}
             }
         }
-        Some(AgentHello { max_frame_size: u32::try_from(max_frame_size?).ok()?, capabilities })
+        Some(AgentHello {
+            max_frame_size: u32::try_from(max_frame_size?).ok()?,
+            capabilities,
+        })
     }
 }

@@ -22,7 +22,7 @@ mod status;
 pub mod varint;
 
 pub use ack::{Action, VarScope};
-pub use codec::{FrameDecoder, DecodeError};
+pub use codec::{DecodeError, FrameDecoder};
 pub use data::{Kv, Reader, TypedData};
 pub use disconnect::Disconnect;
 pub use frame::{Flags, Frame, FrameHeader, FrameType, Payload};

@@ -118,17 +118,33 @@ mod tests {
     #[test]
     fn truncated_is_unexpected_end() {
         for s in ["", "f0", "f080", "ff80808080"] {
-            assert_eq!(decode(&unhex(s)), Err(Error::UnexpectedEnd("varint")), "{s:?}");
+            assert_eq!(
+                decode(&unhex(s)),
+                Err(Error::UnexpectedEnd("varint")),
+                "{s:?}"
+            );
         }
     }
 
     #[test]
     fn overflow_is_rejected() {
         // 11 bytes, and a 10-byte form whose last byte exceeds u64.
-        assert_eq!(decode(&unhex("f0808080808080808080")), Err(Error::VarintOverflow));
-        assert_eq!(decode(&unhex("f080808080808080808000")), Err(Error::VarintOverflow));
-        assert_eq!(decode(&unhex("fff0fefefefefefefe0f")), Err(Error::VarintOverflow));
-        assert_eq!(decode(&unhex("fffffffffffffffffe7f")), Err(Error::VarintOverflow));
+        assert_eq!(
+            decode(&unhex("f0808080808080808080")),
+            Err(Error::VarintOverflow)
+        );
+        assert_eq!(
+            decode(&unhex("f080808080808080808000")),
+            Err(Error::VarintOverflow)
+        );
+        assert_eq!(
+            decode(&unhex("fff0fefefefefefefe0f")),
+            Err(Error::VarintOverflow)
+        );
+        assert_eq!(
+            decode(&unhex("fffffffffffffffffe7f")),
+            Err(Error::VarintOverflow)
+        );
     }
 
     #[test]
