@@ -1,1 +1,538 @@
-//! (being written)
+//! The mirror engine: each decoded `mirror` message becomes an HTTP request fired at the
+//! mirror URL (`-u`), fire-and-forget.
+//!
+//! ```text
+//! handle() ── parse (message.rs) ── budget ── try_send ──▶ queue ──▶ dispatcher ── permit ──▶ task
+//!   never blocks: a full queue or budget drops and counts         (concurrency)    deliver: request.rs + client.rs
+//! ```
+//!
+//! Building the request ([`message::parse`]) is separate from delivering it to one target
+//! ([`Target::deliver`]), so several targets (each with its own sampling and rate) or a
+//! response comparison can be added without touching either.
+
+mod client;
+mod headers;
+mod message;
+mod request;
+
+pub use headers::{parse_hdrs_bin, parse_hdrs_text, HeaderError, HeaderList};
+pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
+pub use request::Base;
+
+use crate::config::MirrorConfig;
+use crate::handler::NotifyHandler;
+use crate::spop::Message;
+use crate::stats::{dec, inc, Stats};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, Version};
+use http_body_util::BodyExt;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Startup errors: the configuration cannot make a working mirror.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid mirror URL: {0}")]
+    Url(&'static str),
+    #[error("invalid proxy: {0}")]
+    Proxy(&'static str),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("CA file {path}: {1}", path = .0.display())]
+    CaFile(PathBuf, String),
+    #[error("unknown interface or address for outgoing connections: {0}")]
+    Interface(String),
+    #[error("invalid local port range {0}-{1}")]
+    Ports(u16, u16),
+    #[error("queue size and concurrency must be at least 1")]
+    Limits,
+    /// Per request (never at startup): the request could not be put together.
+    #[error("cannot build the request ({0})")]
+    Build(&'static str),
+}
+
+/// The mirror engine; cheap to clone.
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+    /// Bytes of queued and in-flight requests allowed (`memory_budget`); the bytes in use are
+    /// `stats.mirror_queued_bytes`.
+    budget: u64,
+    target: Target,
+    /// Stop taking jobs (shutdown started).
+    closing: CancellationToken,
+    /// Drain deadline passed: abandon what is left.
+    abort: CancellationToken,
+    tasks: TaskTracker,
+    /// (message name, reason) pairs already logged.
+    logged_once: Mutex<HashSet<(Bytes, &'static str)>>,
+    warn_invalid: RateLimit,
+    warn_truncated: RateLimit,
+    warn_dropped: RateLimit,
+}
+
+struct Job {
+    request: MirrorRequest,
+    size: u64,
+}
+
+impl Mirror {
+    /// Builds the client (TLS, proxy, `-I`/`-P` connector) and spawns the dispatcher. Must be
+    /// called inside a tokio runtime.
+    pub fn new(cfg: MirrorConfig, stats: Arc<Stats>) -> Result<Mirror, Error> {
+        if cfg.queue_size == 0 || cfg.concurrency == 0 {
+            return Err(Error::Limits);
+        }
+        let base = Base::from_uri(&cfg.url)?;
+        let built = client::build(&cfg, stats.clone())?;
+        tracing::info!(
+            "mirroring to {}://{}{} via {}: queue {}, concurrency {}, memory budget {} bytes, timeout {:?}",
+            base.scheme,
+            base.authority,
+            base.prefix,
+            built.route,
+            cfg.queue_size,
+            cfg.concurrency,
+            cfg.memory_budget,
+            cfg.timeout,
+        );
+        let target = Target {
+            base,
+            client: built.client,
+            forward_headers: built.forward_headers,
+            timeout: cfg.timeout,
+        };
+        let (queue, rx) = mpsc::channel(cfg.queue_size);
+        let inner = Arc::new(Inner {
+            queue,
+            stats,
+            budget: u64::try_from(cfg.memory_budget).unwrap_or(u64::MAX),
+            target,
+            closing: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            logged_once: Mutex::new(HashSet::new()),
+            warn_invalid: RateLimit::new(),
+            warn_truncated: RateLimit::new(),
+            warn_dropped: RateLimit::new(),
+        });
+        let concurrency = cfg.concurrency.min(Semaphore::MAX_PERMITS);
+        inner.tasks.spawn(dispatch(inner.clone(), rx, concurrency));
+        Ok(Mirror { inner })
+    }
+
+    /// Stops taking jobs, waits for queued and in-flight requests up to `deadline`, then
+    /// abandons the rest (counted as `mirror_dropped_shutdown`).
+    pub async fn shutdown(&self, deadline: Duration) {
+        let inner = &self.inner;
+        inner.closing.cancel();
+        inner.tasks.close();
+        if tokio::time::timeout(deadline, inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            inner.abort.cancel();
+            inner.tasks.wait().await;
+        }
+    }
+}
+
+impl NotifyHandler for Mirror {
+    fn handle(&self, messages: Vec<Message>) {
+        for message in &messages {
+            self.inner.offer(message);
+        }
+    }
+}
+
+impl Inner {
+    /// Parses one message and queues its request; never blocks.
+    fn offer(&self, message: &Message) {
+        let mut notes = Notes::default();
+        let parsed = message::parse(message, &mut notes);
+        if let Some(role) = notes.duplicate {
+            self.log_once(&message.name, role, |name| {
+                tracing::warn!("message '{name}': repeated {role} argument, the first one is used")
+            });
+        }
+        if notes.no_headers {
+            self.log_once(&message.name, "no headers", |name| {
+                tracing::warn!(
+                    "message '{name}': no headers argument, requests are mirrored without headers"
+                )
+            });
+        }
+        let request = match parsed {
+            Ok(request) => request,
+            Err(Skip::Ignored(reason)) => {
+                self.log_once(&message.name, reason, |name| {
+                    tracing::info!(
+                        "message '{name}' is not mirrored ({reason}); ignored from now on"
+                    )
+                });
+                return;
+            }
+            Err(Skip::Invalid(why)) => {
+                inc(&self.stats.mirror_skipped_invalid);
+                if self.warn_invalid.allow() {
+                    let n = crate::stats::get(&self.stats.mirror_skipped_invalid);
+                    tracing::warn!("mirror request skipped: {why} ({n} invalid so far)");
+                }
+                return;
+            }
+            Err(skip @ Skip::Truncated { .. }) => {
+                inc(&self.stats.mirror_skipped_truncated);
+                if self.warn_truncated.allow() {
+                    let n = crate::stats::get(&self.stats.mirror_skipped_truncated);
+                    tracing::warn!(
+                        "mirror request skipped: {skip} ({n} so far; raise tune.bufsize and the SPOE \
+                         max-frame-size, and use option http-buffer-request)"
+                    );
+                }
+                return;
+            }
+        };
+        self.enqueue(request);
+    }
+
+    fn enqueue(&self, request: MirrorRequest) {
+        let stats = &self.stats;
+        if self.closing.is_cancelled() {
+            inc(&stats.mirror_dropped_shutdown);
+            return;
+        }
+        let size = u64::try_from(request.size()).unwrap_or(u64::MAX);
+        let reserved =
+            stats
+                .mirror_queued_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    used.checked_add(size).filter(|&n| n <= self.budget)
+                });
+        if reserved.is_err() {
+            inc(&stats.mirror_dropped_memory);
+            self.warn_drop("memory budget used up");
+            return;
+        }
+        inc(&stats.mirror_queued);
+        match self.queue.try_send(Job { request, size }) {
+            Ok(()) => inc(&stats.mirror_queued_total),
+            Err(e) => {
+                dec(&stats.mirror_queued);
+                self.release(size);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        inc(&stats.mirror_dropped_queue_full);
+                        self.warn_drop("queue full");
+                    }
+                    mpsc::error::TrySendError::Closed(_) => inc(&stats.mirror_dropped_shutdown),
+                }
+            }
+        }
+    }
+
+    fn release(&self, size: u64) {
+        self.stats
+            .mirror_queued_bytes
+            .fetch_sub(size, Ordering::Relaxed);
+    }
+
+    fn warn_drop(&self, why: &str) {
+        if self.warn_dropped.allow() {
+            let s = &self.stats;
+            let (q, m) = (
+                crate::stats::get(&s.mirror_dropped_queue_full),
+                crate::stats::get(&s.mirror_dropped_memory),
+            );
+            tracing::warn!(
+                "mirror request dropped: {why} (so far: {q} for a full queue, {m} for memory; the mirror is too slow \
+                 or the limits too small)"
+            );
+        }
+    }
+
+    /// Runs `log` the first time this (message name, reason) pair is seen.
+    fn log_once(&self, name: &Bytes, reason: &'static str, log: impl FnOnce(&str)) {
+        // Bounded: message names come from HAProxy's configuration, but never trust a peer.
+        const MAX_ENTRIES: usize = 256;
+        let Ok(mut seen) = self.logged_once.lock() else {
+            return;
+        };
+        if seen.len() >= MAX_ENTRIES || seen.contains(&(name.clone(), reason)) {
+            return;
+        }
+        // A copy, so the set does not keep a frame buffer alive.
+        seen.insert((Bytes::copy_from_slice(name), reason));
+        drop(seen);
+        log(&String::from_utf8_lossy(name));
+    }
+
+    /// One job from the queue to its end: deliver, count, log.
+    async fn run(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
+        let stats = &self.stats;
+        dec(&stats.mirror_queued);
+        inc(&stats.mirror_in_flight);
+        let started = Instant::now();
+        let delivery = tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => None,
+            d = self.target.deliver(&job.request) => Some(d),
+        };
+        dec(&stats.mirror_in_flight);
+        self.release(job.size);
+        match delivery {
+            None => inc(&stats.mirror_dropped_shutdown),
+            Some(d) => self.record(&job.request, &d, started.elapsed()),
+        }
+    }
+
+    fn record(&self, req: &MirrorRequest, d: &Delivery, elapsed: Duration) {
+        let stats = &self.stats;
+        inc(&stats.mirror_sent_total);
+        if let Some(status) = d.status {
+            match status.as_u16() {
+                100..=199 => inc(&stats.mirror_status_1xx),
+                200..=299 => inc(&stats.mirror_status_2xx),
+                300..=399 => inc(&stats.mirror_status_3xx),
+                400..=499 => inc(&stats.mirror_status_4xx),
+                500..=599 => inc(&stats.mirror_status_5xx),
+                _ => {}
+            }
+        }
+        match &d.result {
+            Ok(()) => stats.mirror_latency.record(elapsed),
+            Err(Failure::Connect(_)) => inc(&stats.mirror_failed_connect),
+            Err(Failure::Timeout) => inc(&stats.mirror_failed_timeout),
+            Err(Failure::Other(_)) => inc(&stats.mirror_failed_other),
+        }
+        let version = match d.version {
+            None => "HTTP/???",
+            Some(Version::HTTP_10) => "HTTP/1.0",
+            Some(Version::HTTP_11) => "HTTP/1.1",
+            Some(Version::HTTP_2) => "HTTP/2.0",
+            Some(_) => "?",
+        };
+        let result = match &d.result {
+            Ok(()) => "ok".to_owned(),
+            Err(Failure::Timeout) => {
+                format!("timed out after {} ms", self.target.timeout.as_millis())
+            }
+            Err(Failure::Connect(e) | Failure::Other(e)) => e.clone(),
+        };
+        // spoa-mirror's line: "METHOD URL HTTP/x" status up/down total-ms result
+        tracing::info!(
+            target: "spoa_mirror::mirror",
+            "\"{} {} {}\" {} {}/{} {:.3} {}",
+            req.method,
+            d.url,
+            version,
+            d.status.map_or(0, |s| s.as_u16()),
+            req.body.len(),
+            d.down,
+            elapsed.as_secs_f64() * 1000.0,
+            result,
+        );
+    }
+}
+
+/// Takes jobs off the queue as request slots free up.
+async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, concurrency: usize) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut closing = false;
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = inner.abort.cancelled() => break,
+            _ = inner.closing.cancelled(), if !closing => {
+                // No new jobs; the ones already queued are still received, then `None`.
+                rx.close();
+                closing = true;
+                continue;
+            }
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = inner.abort.cancelled() => {
+                inner.abandon(job);
+                break;
+            }
+            permit = slots.clone().acquire_owned() => permit,
+        };
+        // The semaphore is never closed, so this always holds a permit.
+        let Ok(permit) = permit else { break };
+        inner.tasks.spawn(inner.clone().run(job, permit));
+    }
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        inner.abandon(job);
+    }
+}
+
+impl Inner {
+    fn abandon(&self, job: Job) {
+        dec(&self.stats.mirror_queued);
+        self.release(job.size);
+        inc(&self.stats.mirror_dropped_shutdown);
+    }
+}
+
+// ===== one mirror target =====
+
+/// Where requests go: a base URL and the pooled client that reaches it.
+struct Target {
+    base: Base,
+    client: client::HttpClient,
+    /// `Proxy-Authorization` and `-H` headers when requests go through a forward proxy.
+    forward_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The whole exchange, connect and reading the response body included.
+    timeout: Duration,
+}
+
+/// What happened to one request.
+struct Delivery {
+    /// The effective URL, for the log line.
+    url: String,
+    status: Option<StatusCode>,
+    version: Option<Version>,
+    /// Response body bytes read (and discarded).
+    down: u64,
+    result: Result<(), Failure>,
+}
+
+enum Failure {
+    Connect(String),
+    Timeout,
+    Other(String),
+}
+
+impl Target {
+    async fn deliver(&self, req: &MirrorRequest) -> Delivery {
+        let mut d = Delivery {
+            url: String::new(),
+            status: None,
+            version: None,
+            down: 0,
+            result: Ok(()),
+        };
+        let http_req = match request::build(req, &self.base, &self.forward_headers) {
+            Ok(r) => r,
+            Err(e) => {
+                d.result = Err(Failure::Other(e.to_string()));
+                return d;
+            }
+        };
+        d.url = http_req.uri().to_string();
+        d.result = match tokio::time::timeout(self.timeout, self.exchange(http_req, &mut d)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Timeout),
+        };
+        d
+    }
+
+    /// Sends the request and reads the whole response body, so the connection can be reused.
+    async fn exchange(
+        &self,
+        req: http::Request<http_body_util::Full<Bytes>>,
+        d: &mut Delivery,
+    ) -> Result<(), Failure> {
+        let response = self.client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                Failure::Connect(error_text(&e))
+            } else {
+                Failure::Other(error_text(&e))
+            }
+        })?;
+        d.status = Some(response.status());
+        d.version = Some(response.version());
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Failure::Other(error_text(&e)))?;
+            if let Some(data) = frame.data_ref() {
+                d.down += u64::try_from(data.len()).unwrap_or(u64::MAX);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// At most one event per interval (for warnings that could otherwise fire per request).
+struct RateLimit {
+    /// Milliseconds since `epoch` of the last allowed event, plus one (0 = never).
+    last: AtomicU64,
+    epoch: Instant,
+}
+
+impl RateLimit {
+    const INTERVAL_MS: u64 = 10_000;
+
+    fn new() -> RateLimit {
+        RateLimit {
+            last: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn allow(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < Self::INTERVAL_MS {
+            return false;
+        }
+        self.last
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_the_first_then_waits() {
+        let r = RateLimit::new();
+        assert!(r.allow());
+        assert!(!r.allow());
+        assert!(!r.allow());
+    }
+
+    #[test]
+    fn error_text_joins_sources() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(error_text(&Outer(io)), "connect failed: refused");
+    }
+}
