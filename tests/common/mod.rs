@@ -1,0 +1,136 @@
+//! Shared harness for the integration tests: real processes and real sockets on 127.0.0.1.
+//!
+//! A test crate pulls it in with `mod common;` and uses the parts it needs:
+//! - [`haproxy`]: find the HAProxy binaries (2.6, 2.8, optional 3.x), write haproxy.cfg +
+//!   spoe.cfg for the mirror setup, run HAProxy, read its log and its stats socket.
+//! - [`agent`]: run the `spoa-mirror` binary built by cargo, capture its output, scrape its
+//!   Prometheus endpoint.
+//! - [`sink`]: a recording HTTP/1.1 server, used as HAProxy's primary backend and as the
+//!   mirror target; tests await the requests it recorded.
+//! - [`client`]: a small HTTP/1.1 client over raw TCP, and `curl` for HTTP/2.
+//! - [`http`]: the HTTP/1.1 message reading the sink and the client share.
+//!
+//! Everything here polls only where no event exists to await (a port starting to listen, a
+//! process exiting, a counter in another process), always with a deadline.
+#![allow(dead_code)]
+
+pub mod agent;
+pub mod client;
+pub mod haproxy;
+pub mod http;
+pub mod sink;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// The loopback address every test server binds.
+pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// How often the bounded polls below look again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A port on 127.0.0.1 that was free a moment ago: bind port 0, read the port the kernel
+/// chose, release it. For processes that only take a port number (HAProxy's `bind`, the
+/// agent's `-p`); servers inside the test process bind port 0 themselves and keep the socket.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener
+        .local_addr()
+        .expect("local_addr of a bound socket")
+        .port()
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((LOCALHOST, port))
+}
+
+/// Whether some socket is in LISTEN state on 127.0.0.1:`port` or on the IPv4 wildcard.
+///
+/// Read from `/proc/net/tcp` instead of connecting, so the agent under test never sees a
+/// probe connection (which it would count, and log as a peer that closed before HELLO).
+pub fn port_is_listening(port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // Rows: `sl local_address rem_address st ...`, addresses as `HEXIP:HEXPORT`; st 0A = LISTEN.
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    table.lines().skip(1).any(|row| {
+        let mut cols = row.split_whitespace();
+        let local = cols.nth(1).unwrap_or("");
+        let state = cols.nth(1).unwrap_or("");
+        state == "0A" && wanted.iter().any(|w| w == local)
+    })
+}
+
+/// Poll `check` every [`POLL_INTERVAL`] until it returns `Some`, for at most `timeout`.
+/// Returns `None` when the deadline passed. The loop is bounded by the deadline.
+pub async fn poll_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Whether the tests run in CI (env `CI` set and not empty / "0" / "false"): there a missing
+/// required tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
+        Err(_) => false,
+    }
+}
+
+/// Send `signal` to process `pid` (no-op if it already exited and was reaped).
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a pid of a child this harness spawned and still owns; no memory is
+    // shared with the call.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Stop a child: `signal`, then wait up to `grace` for it to exit, then SIGKILL. Returns the
+/// exit status (`None` only if even waiting after SIGKILL failed).
+pub fn stop_child(
+    child: &mut std::process::Child,
+    signal: libc::c_int,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    send_signal(child.id(), signal);
+    if let Some(status) = wait_child(child, grace) {
+        return Some(status);
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// Wait up to `timeout` for a child to exit (bounded poll of `try_wait`; usable in `Drop`).
+pub fn wait_child(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL_INTERVAL),
+            _ => return None,
+        }
+    }
+}

