@@ -35,13 +35,14 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 
 pub type HttpClient = Client<HttpsConnector<Dial>, Full<Bytes>>;
+type HeaderList = Vec<(HeaderName, HeaderValue)>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
 /// What `build` makes: the client, and the headers a forward proxy needs on every request.
 pub struct Built {
     pub client: HttpClient,
-    pub forward_headers: Vec<(HeaderName, HeaderValue)>,
+    pub forward_headers: HeaderList,
     /// For the startup log line: `direct`, `proxy host:port` or `bypassed (-N)`.
     pub route: String,
 }
@@ -106,10 +107,7 @@ pub fn build(cfg: &MirrorConfig, stats: Arc<Stats>) -> Result<Built, Error> {
 
 /// Whether the mirror URL goes through the proxy, and with which headers (Basic auth from
 /// `-U` or the proxy URL's userinfo, then `-H`).
-fn proxy_intercept(
-    proxy: &ProxyConfig,
-    mirror: &Uri,
-) -> Result<Option<(Uri, Vec<(HeaderName, HeaderValue)>)>, Error> {
+fn proxy_intercept(proxy: &ProxyConfig, mirror: &Uri) -> Result<Option<(Uri, HeaderList)>, Error> {
     let scheme = proxy.url.scheme_str().unwrap_or("http");
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(Error::Proxy("only http:// proxies are supported"));
