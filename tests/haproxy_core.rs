@@ -232,6 +232,115 @@ async fn healthcheck_only_stays_up(bin: HaproxyBin) {
 }
 per_haproxy!(healthcheck_only_stays_up);
 
+/// The captures' request shapes: an HTTP/2 GET (absolute URL, `req.ver` 2.0, via curl to a
+/// `proto h2` bind), a 14000-byte POST (a NOTIFY of ~14.2 kB, near HAProxy's 16380 frame
+/// limit) and a GET with a 2 KiB header. Each is one NOTIFY, ACKed, and reaches the primary.
+async fn h2_and_large_requests_acked(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&[]).await;
+    let setup = MirrorSetup::new(&bin, primary.addr(), agent.addr()).with_h2();
+    let hap = Haproxy::start(&bin, &setup).await;
+    assert_agent_up(&hap).await;
+
+    let url = format!("http://{}/h2/path?x=1&y=caf%C3%A9", hap.h2_addr());
+    let h2 = client::curl_h2(&url, &["-H", "X-Custom-Header: h2"]).await;
+    assert_eq!(
+        (h2.status, h2.http_version.as_str()),
+        (200, "2"),
+        "curl h2: {h2:?}"
+    );
+    assert_eq!(h2.body, RESPONSE_BODY);
+
+    let body: Vec<u8> = (0..14000u32).map(|i| (i % 251) as u8).collect();
+    let long = "x".repeat(2048);
+    let mut conn = client::HttpConn::connect(hap.addr())
+        .await
+        .expect("connect to HAProxy");
+    let post = conn
+        .request(
+            "POST",
+            "/post-large",
+            &[("Content-Type", "application/octet-stream")],
+            &body,
+        )
+        .await
+        .expect("POST through HAProxy");
+    assert_eq!(post.status, 200);
+    let get = conn
+        .request("GET", "/long-header", &[("X-Long", &long)], b"")
+        .await
+        .expect("GET");
+    assert_eq!(get.status, 200);
+
+    let seen = primary.wait_for(3, SETTLE).await;
+    let post_seen = seen
+        .iter()
+        .find(|r| r.target == "/post-large")
+        .expect("POST at primary");
+    assert_eq!(post_seen.body, body, "primary got the POST body unchanged");
+    let (acks, ok) = agent.wait_metric("ack_total", |v| v >= 3.0, SETTLE).await;
+    assert!(ok, "ack_total {acks}, want 3");
+    assert_eq!(agent.metric("notify_total").await, 3.0);
+    assert_eq!(agent.metric("protocol_errors_total").await, 0.0);
+    let statuses = hap.wait_spoe_events(3, SETTLE).await;
+    assert_eq!(statuses, [0, 0, 0], "SPOE event statuses");
+    let errors = hap.spoe_errors();
+    assert!(
+        errors.is_empty(),
+        "HAProxy {} logged SPOE errors: {errors:#?}",
+        hap.bin.label
+    );
+}
+per_haproxy!(h2_and_large_requests_acked);
+
+/// Soft stop (SIGUSR1) after traffic: HAProxy closes its SPOP connections (2.x with
+/// HAPROXY-DISCONNECT, which the agent answers with AGENT-DISCONNECT) and exits 0 without an
+/// SPOE error; the agent sees no protocol error and ends with no connection open.
+async fn soft_stop_is_clean(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = Agent::start(&["-c", "pipelining"]).await;
+    let mut hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
+    assert_agent_up(&hap).await;
+    let responses = client::get_many(hap.addr(), "/stop/", 20, 2)
+        .await
+        .expect("requests");
+    assert!(responses.iter().all(|r| r.status == 200));
+    let (acks, ok) = agent.wait_metric("ack_total", |v| v >= 20.0, SETTLE).await;
+    assert!(ok, "ack_total {acks}, want 20");
+
+    let status = hap
+        .soft_stop(SETTLE)
+        .expect("HAProxy did not exit after SIGUSR1");
+    assert!(
+        status.success(),
+        "HAProxy {} exit status {status} after soft stop",
+        hap.bin.label
+    );
+    let (open, ok) = agent
+        .wait_metric("connections_active", |v| v == 0.0, SETTLE)
+        .await;
+    assert!(
+        ok,
+        "agent still has {open} SPOP connections after HAProxy exited"
+    );
+    assert_eq!(
+        agent.metric("protocol_errors_total").await,
+        0.0,
+        "agent saw protocol errors"
+    );
+    assert_eq!(
+        agent.metric("notify_total").await,
+        agent.metric("ack_total").await
+    );
+    let errors = hap.spoe_errors();
+    assert!(
+        errors.is_empty(),
+        "HAProxy {} logged SPOE errors: {errors:#?}",
+        hap.bin.label
+    );
+}
+per_haproxy!(soft_stop_is_clean);
+
 /// The "no SPOE error" check above can fail: with nothing listening on the agent's port,
 /// HAProxy still serves the request (after `timeout processing`) and logs an SPOE event with
 /// an error status, which [`spoe_error_lines`] reports.

@@ -280,7 +280,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.terminate();
-        if std::thread::panicking() {
+        if super::print_logs_on_drop() {
             eprintln!(
                 "---- agent output (args {:?}):\n{}",
                 self.args,

@@ -619,7 +619,7 @@ impl Haproxy {
 impl Drop for Haproxy {
     fn drop(&mut self) {
         self.terminate();
-        if std::thread::panicking() {
+        if super::print_logs_on_drop() {
             eprintln!("---- HAProxy {} log:\n{}", self.bin.label, self.log());
         }
     }

@@ -10,6 +10,9 @@
 //! - [`client`]: a small HTTP/1.1 client over raw TCP, and `curl` for HTTP/2.
 //! - [`http`]: the HTTP/1.1 message reading the sink and the client share.
 //!
+//! On failure (or with env `SPOA_TEST_LOGS` set) the agent's output and HAProxy's log are
+//! printed when they are dropped.
+//!
 //! Everything here polls only where no event exists to await (a port starting to listen, a
 //! process exiting, a counter in another process), always with a deadline.
 #![allow(dead_code)]
@@ -88,6 +91,12 @@ pub fn in_ci() -> bool {
         Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
         Err(_) => false,
     }
+}
+
+/// Whether a harness object should print its process's log when dropped: when the test is
+/// failing (panicking), or always with env `SPOA_TEST_LOGS` set (run with `--nocapture`).
+pub fn print_logs_on_drop() -> bool {
+    std::thread::panicking() || std::env::var_os("SPOA_TEST_LOGS").is_some()
 }
 
 /// Send `signal` to process `pid` (no-op if it already exited and was reaped).
