@@ -381,6 +381,7 @@ per_haproxy!(spoe_error_is_detected);
 /// Checks of the harness itself (no HAProxy, no agent): the recording server and client.
 mod harness {
     use crate::common::client::{curl, HttpConn};
+    use crate::common::haproxy::{Haproxy, MirrorSetup};
     use crate::common::sink::{Behavior, Sink, RESPONSE_BODY};
     use std::time::Duration;
 
@@ -419,6 +420,24 @@ mod harness {
             "keep-alive: one connection"
         );
         assert_eq!(sink.connections(), 1);
+    }
+
+    /// A frontend port taken before HAProxy binds it makes HAProxy exit with "cannot bind";
+    /// `Haproxy::start` then retries on another port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn haproxy_start_retries_a_taken_port() {
+        let Some(bin) = crate::common::haproxy::haproxy_26() else {
+            return;
+        };
+        let primary = Sink::start("primary").await;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = crate::common::local(crate::common::free_port());
+        let mut setup = MirrorSetup::new(&bin, primary.addr(), closed);
+        setup.frontend_port = taken.local_addr().unwrap().port();
+        setup.spop_check = false;
+        let hap = Haproxy::start(&bin, &setup).await;
+        assert_ne!(hap.addr().port(), setup.frontend_port);
+        assert!(crate::common::port_is_listening(hap.addr().port()));
     }
 
     #[tokio::test]

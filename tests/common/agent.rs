@@ -8,7 +8,7 @@
 //! ```
 
 use super::client::HttpConn;
-use super::{free_port, local, poll_until, port_is_listening, stop_child, wait_child};
+use super::{free_port, local, poll_until, process_listens_on, stop_child, wait_child};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,8 +66,26 @@ impl AgentBuilder {
     }
 
     /// Spawn the agent and wait until its SPOP port (and metrics port) listen. Panics with the
-    /// agent's output if it exits first or does not listen within [`START_TIMEOUT`].
+    /// agent's output if it exits first or does not listen within [`START_TIMEOUT`]. A port
+    /// taken between [`free_port`] and the agent's bind ("in use") is retried with new ports,
+    /// up to 3 times.
     pub async fn start(self) -> Agent {
+        let mut attempt = 1;
+        loop {
+            let mut agent = self.spawn();
+            match agent.wait_listening().await {
+                Ok(()) => return agent,
+                Err(why) if attempt < 3 && agent.output().to_lowercase().contains("in use") => {
+                    eprintln!("agent start attempt {attempt}: port clash, retrying: {why}");
+                    attempt += 1;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    /// One spawn on fresh ports.
+    fn spawn(&self) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("spoa-agent-")
             .tempdir()
@@ -86,27 +104,25 @@ impl AgentBuilder {
         if let Some(m) = metrics_addr {
             args.extend(["--metrics-address".to_string(), m.to_string()]);
         }
-        args.extend(self.args);
+        args.extend(self.args.iter().cloned());
 
         let log = File::create(&log_path).expect("create agent.log");
         let child = Command::new(AGENT_BIN)
             .args(&args)
-            .envs(self.env)
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {AGENT_BIN}: {e}"));
-        let mut agent = Agent {
+        Agent {
             child,
             port,
             metrics_addr,
             args,
             log_path,
             _dir: dir,
-        };
-        agent.wait_listening().await;
-        agent
+        }
     }
 }
 
@@ -134,30 +150,34 @@ impl Agent {
         Agent::builder().args(extra.iter().copied()).start().await
     }
 
-    async fn wait_listening(&mut self) {
+    /// Wait until the ports listen; `Err` with a description (and the output) if the agent
+    /// exited or the deadline passed.
+    async fn wait_listening(&mut self) -> Result<(), String> {
         let (port, metrics) = (self.port, self.metrics_addr.map(|a| a.port()));
         let child = &mut self.child;
+        let pid = child.id();
         let outcome = poll_until(START_TIMEOUT, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(Err(status));
             }
-            let ready = port_is_listening(port) && metrics.map_or(true, port_is_listening);
+            let ready = process_listens_on(pid, port)
+                && metrics.map_or(true, |m| process_listens_on(pid, m));
             ready.then_some(Ok(()))
         })
         .await;
         match outcome {
-            Some(Ok(())) => {}
-            Some(Err(status)) => panic!(
+            Some(Ok(())) => Ok(()),
+            Some(Err(status)) => Err(format!(
                 "agent exited ({status}) before listening; args {:?}; output:\n{}",
                 self.args,
                 self.output()
-            ),
-            None => panic!(
+            )),
+            None => Err(format!(
                 "agent not listening on 127.0.0.1:{port} (metrics {metrics:?}) after \
                  {START_TIMEOUT:?}; args {:?}; output:\n{}",
                 self.args,
                 self.output()
-            ),
+            )),
         }
     }
 

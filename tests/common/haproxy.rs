@@ -13,7 +13,7 @@
 //! A missing required binary fails the test when env `CI` is set and skips it (with a note
 //! on stderr) otherwise.
 
-use super::{in_ci, local, poll_until, port_is_listening, stop_child, wait_child};
+use super::{in_ci, local, poll_until, process_listens_on, stop_child, wait_child};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -286,6 +286,9 @@ impl MirrorSetup {
             "log stderr format raw local0 info".into(),
             "stats socket unix@stats.sock level admin".into(),
             "stats timeout 10s".into(),
+            // Without SO_REUSEPORT a port that another test's HAProxy got too (free_port race)
+            // fails to bind, and `Haproxy::start` retries, instead of both sharing it.
+            "noreuseport".into(),
         ];
         global.extend(self.global_extra.iter().cloned());
         let mut frontend = vec![format!("bind {}", local(self.frontend_port))];
@@ -358,25 +361,51 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
-    /// Write the setup's haproxy.cfg and spoe.cfg and start HAProxy on them.
+    /// Write the setup's haproxy.cfg and spoe.cfg and start HAProxy on them. If a frontend
+    /// port was taken between [`super::free_port`] and HAProxy's bind ("cannot bind"), retry
+    /// with new frontend ports, up to 3 times ([`Haproxy::addr`] tells the port in use).
     pub async fn start(bin: &HaproxyBin, setup: &MirrorSetup) -> Haproxy {
-        let mut ports = vec![setup.frontend_port];
-        ports.extend(setup.h2_port);
-        let files = [
-            ("haproxy.cfg", setup.haproxy_cfg()),
-            ("spoe.cfg", setup.spoe_cfg()),
-        ];
-        let mut hap = Haproxy::start_files(bin, &files, &ports).await;
-        hap.h2 = setup.h2_port.map(local);
-        hap
+        let mut setup = setup.clone();
+        let mut attempt = 1;
+        loop {
+            let mut ports = vec![setup.frontend_port];
+            ports.extend(setup.h2_port);
+            let files = [
+                ("haproxy.cfg", setup.haproxy_cfg()),
+                ("spoe.cfg", setup.spoe_cfg()),
+            ];
+            let mut hap = Haproxy::spawn(bin, &files, &ports);
+            match hap.wait_ready(&ports).await {
+                Ok(()) => {
+                    hap.h2 = setup.h2_port.map(local);
+                    return hap;
+                }
+                Err(why) if attempt < 3 && hap.log().contains("cannot bind") => {
+                    eprintln!("HAProxy start attempt {attempt}: port clash, retrying: {why}");
+                    setup.frontend_port = super::free_port();
+                    setup.h2_port = setup.h2_port.map(|_| super::free_port());
+                    attempt += 1;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
     }
 
     /// Start HAProxy on arbitrary files (written into a fresh temp dir, which is its working
-    /// directory; `haproxy.cfg` must be among them and should have `stats socket unix@stats.sock`).
-    /// Waits until every port of `ports` listens (the first is the frontend) and the stats
-    /// socket answers; panics with the log if HAProxy exits or is not ready within
-    /// [`START_TIMEOUT`].
+    /// directory; `haproxy.cfg` must be among them and should have
+    /// `stats socket unix@stats.sock`). Waits until every port of `ports` listens (the first
+    /// is the frontend) and the stats socket answers; panics with the log if HAProxy exits or
+    /// is not ready within [`START_TIMEOUT`].
     pub async fn start_files(bin: &HaproxyBin, files: &[(&str, String)], ports: &[u16]) -> Haproxy {
+        let mut hap = Haproxy::spawn(bin, files, ports);
+        if let Err(why) = hap.wait_ready(ports).await {
+            panic!("{why}");
+        }
+        hap
+    }
+
+    /// Write `files` into a fresh temp dir and spawn `haproxy -db -f haproxy.cfg` there.
+    fn spawn(bin: &HaproxyBin, files: &[(&str, String)], ports: &[u16]) -> Haproxy {
         let dir = tempfile::Builder::new()
             .prefix("spoa-haproxy-")
             .tempdir()
@@ -394,54 +423,57 @@ impl Haproxy {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.path.display()));
-        let frontend = local(ports.first().copied().unwrap_or(0));
-        let mut hap = Haproxy {
+        Haproxy {
             child,
             bin: bin.clone(),
             dir,
             log_path,
-            frontend,
+            frontend: local(ports.first().copied().unwrap_or(0)),
             h2: None,
-        };
-        hap.wait_ready(ports).await;
-        hap
+        }
     }
 
-    async fn wait_ready(&mut self, ports: &[u16]) {
+    /// Wait until `ports` listen and the stats socket answers; `Err` with the log otherwise.
+    async fn wait_ready(&mut self, ports: &[u16]) -> Result<(), String> {
         let child = &mut self.child;
+        let pid = child.id();
         let listening = poll_until(START_TIMEOUT, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(Err(status));
             }
             ports
                 .iter()
-                .all(|p| port_is_listening(*p))
+                .all(|p| process_listens_on(pid, *p))
                 .then_some(Ok(()))
         })
         .await;
         match listening {
             Some(Ok(())) => {}
-            Some(Err(status)) => panic!(
-                "HAProxy {} exited ({status}) at start; log:\n{}\nhaproxy.cfg:\n{}",
-                self.bin.label,
-                self.log(),
-                self.config_text("haproxy.cfg")
-            ),
-            None => panic!(
-                "HAProxy {} not listening on {ports:?} after {START_TIMEOUT:?}; log:\n{}",
-                self.bin.label,
-                self.log()
-            ),
+            Some(Err(status)) => {
+                return Err(format!(
+                    "HAProxy {} exited ({status}) at start; log:\n{}\nhaproxy.cfg:\n{}",
+                    self.bin.label,
+                    self.log(),
+                    self.config_text("haproxy.cfg")
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "HAProxy {} not listening on {ports:?} after {START_TIMEOUT:?}; log:\n{}",
+                    self.bin.label,
+                    self.log()
+                ))
+            }
         }
         if self.stats_socket().exists() {
             // The stats socket is bound with the other listeners; one answered command shows
             // the process is past its start-up.
             let info = self.cli("show info").await;
-            assert!(
-                info.contains("Name:"),
-                "unexpected `show info` answer: {info:?}"
-            );
+            if !info.contains("Name:") {
+                return Err(format!("unexpected `show info` answer: {info:?}"));
+            }
         }
+        Ok(())
     }
 
     /// The HTTP/1.1 frontend address.

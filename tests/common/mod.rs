@@ -48,24 +48,52 @@ pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from((LOCALHOST, port))
 }
 
-/// Whether some socket is in LISTEN state on 127.0.0.1:`port` or on the IPv4 wildcard.
-///
-/// Read from `/proc/net/tcp` instead of connecting, so the agent under test never sees a
-/// probe connection (which it would count, and log as a peer that closed before HELLO).
-pub fn port_is_listening(port: u16) -> bool {
+/// Inodes of the sockets in LISTEN state on 127.0.0.1:`port` or the IPv4 wildcard, from
+/// `/proc/net/tcp` (rows `sl local_address rem_address st ... uid timeout inode ...`,
+/// addresses as `HEXIP:HEXPORT`, state 0A = LISTEN).
+fn listening_inodes(port: u16) -> Vec<String> {
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
+        return Vec::new();
     };
-    // Rows: `sl local_address rem_address st ...`, addresses as `HEXIP:HEXPORT`; st 0A = LISTEN.
     let wanted = [
         format!("0100007F:{port:04X}"),
         format!("00000000:{port:04X}"),
     ];
-    table.lines().skip(1).any(|row| {
-        let mut cols = row.split_whitespace();
-        let local = cols.nth(1).unwrap_or("");
-        let state = cols.nth(1).unwrap_or("");
-        state == "0A" && wanted.iter().any(|w| w == local)
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (cols.get(1)?, cols.get(3)?, cols.get(9)?);
+            (*state == "0A" && wanted.iter().any(|w| w == local)).then(|| inode.to_string())
+        })
+        .collect()
+}
+
+/// Whether some socket is in LISTEN state on 127.0.0.1:`port` (or the IPv4 wildcard).
+///
+/// Read from `/proc/net/tcp` instead of connecting, so the agent under test never sees a
+/// probe connection (which it would count, and log as a peer that closed before HELLO).
+pub fn port_is_listening(port: u16) -> bool {
+    !listening_inodes(port).is_empty()
+}
+
+/// Whether process `pid` itself holds a socket listening on 127.0.0.1:`port`: the port's
+/// listening socket inode is among the process's open files. Unlike [`port_is_listening`],
+/// not fooled when another process took the port.
+pub fn process_listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
     })
 }
 
