@@ -336,7 +336,10 @@ fn notify_with_every_type_unnamed_and_repeated_args() {
                 (b"i64", wire::int64(i64::MIN)),
                 (b"u64", wire::uint64(u64::MAX)),
                 (b"v4", wire::ipv4([127, 0, 0, 1])),
-                (b"v6", wire::ipv6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])),
+                (
+                    b"v6",
+                    wire::ipv6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+                ),
                 (b"s", wire::string(b"\xff\x00")),
                 (b"s", wire::binary(&[7u8; 300])),
             ],
@@ -373,7 +376,13 @@ fn notify_with_every_type_unnamed_and_repeated_args() {
         values[10].1,
         &TypedData::Binary(Bytes::from(vec![7u8; 300]))
     );
-    assert_eq!(messages[1], Message { name: Bytes::new(), args: vec![] });
+    assert_eq!(
+        messages[1],
+        Message {
+            name: Bytes::new(),
+            args: vec![]
+        }
+    );
 }
 
 #[test]
@@ -548,7 +557,8 @@ fn status_codes_texts_and_agent_disconnect_frames() {
 #[test]
 fn haproxy_disconnect_vectors() {
     // §1.13 (spoa-mirror#17): status 1 "I/O error".
-    let h = "00000028020000000100000b7374617475732d636f64650301076d6573736167650809492f4f206572726f72";
+    let h =
+        "00000028020000000100000b7374617475732d636f64650301076d6573736167650809492f4f206572726f72";
     let frame = round_trip(h);
     assert_header(&frame, FrameType::HaproxyDisconnect, 1, 0, 0);
     assert_eq!(

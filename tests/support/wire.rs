@@ -141,10 +141,7 @@ pub fn haproxy_hello(max_frame_size: u32, capabilities: &str) -> Vec<u8> {
         kv("supported-versions", string(b"2.0")),
         kv("max-frame-size", uint32(max_frame_size)),
         kv("capabilities", string(capabilities.as_bytes())),
-        kv(
-            "engine-id",
-            string(b"0f3b7a2e-5d1c-4e8a-9b6f-2c4d8e1a7f30"),
-        ),
+        kv("engine-id", string(b"0f3b7a2e-5d1c-4e8a-9b6f-2c4d8e1a7f30")),
     ])
 }
 
