@@ -27,7 +27,11 @@ pub struct ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        ListenConfig { address: "0.0.0.0".into(), port: 12345, backlog: 10 }
+        ListenConfig {
+            address: "0.0.0.0".into(),
+            port: 12345,
+            backlog: 10,
+        }
     }
 }
 
@@ -158,6 +162,27 @@ pub struct RunConfig {
     pub log_filter: String,
     /// Serve Prometheus metrics here.
     pub metrics_address: Option<SocketAddr>,
+    /// libev backend names given with `-B`; tokio picks its own driver, they are only logged.
+    pub libev_backends: Vec<String>,
+    /// Warnings about the command line (ignored options, extra operands), logged at startup.
+    pub notices: Vec<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            runtime: None,
+            monitor_interval: Duration::from_secs(5),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            daemonize: false,
+            pidfile: None,
+            logfile: None,
+            log_filter: "info".into(),
+            metrics_address: None,
+            libev_backends: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
 }
 
 /// `-l [MODE:]FILE`.

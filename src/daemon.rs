@@ -1,1 +1,241 @@
-//! (being written)
+//! The running agent: bind, serve SPOP, mirror, report, and stop in order.
+//!
+//! Stop (SIGTERM, SIGINT, SIGHUP, SIGUSR1, or `-r` expiry): stop accepting, send
+//! AGENT-DISCONNECT (status 0) on every SPOP connection, let in-flight mirror requests finish
+//! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
+
+mod metrics;
+mod process;
+
+pub use metrics::{monitor_line, render as render_metrics};
+pub use process::{daemonize, exit, sd_notify, Forked, Pidfile, Readiness};
+
+use crate::cli::{redact_userinfo, EXIT_STARTUP};
+use crate::config::Config;
+use crate::handler::{Discard, NotifyHandler};
+use crate::stats::Stats;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Runs the agent until stopped; returns the exit code. `ready` is told once the ports are
+/// bound (or why they could not be).
+pub async fn run(config: Config, mut ready: Readiness) -> i32 {
+    let fail = |ready: &mut Readiness, text: String| {
+        error!("{text}");
+        ready.failed(EXIT_STARTUP, &format!("ERROR: {text}"));
+        EXIT_STARTUP
+    };
+    // SIGPIPE would kill the process on a write to a closed socket; std ignores it already,
+    // say so explicitly since the original does too.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => return fail(&mut ready, format!("cannot install signal handlers: {e}")),
+    };
+
+    let listener = match crate::listener::bind(&config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            let text = format!(
+                "cannot listen on {}:{}: {e}",
+                config.listen.address, config.listen.port
+            );
+            return fail(&mut ready, text);
+        }
+    };
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+
+    let metrics = match config.run.metrics_address {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail(&mut ready, format!("cannot serve metrics on {addr}: {e}")),
+        },
+        None => None,
+    };
+
+    // TODO(mirror engine): replace Discard by crate::mirror::Mirror::new(cfg, stats) once
+    // src/mirror/mod.rs exports it; see `mirror_handler`.
+    let (handler, mirror) = match mirror_handler(&config, &stats) {
+        Ok(h) => h,
+        Err(text) => return fail(&mut ready, text),
+    };
+
+    log_settings(&config, listener.local_addr().ok());
+    if let Some(l) = &metrics {
+        if let Ok(a) = l.local_addr() {
+            info!("metrics: serving http://{a}/metrics");
+        }
+    }
+    for n in &config.run.notices {
+        warn!("{n}");
+    }
+    ready.ready();
+
+    if let Some(l) = metrics {
+        tokio::spawn(metrics::serve(l, Arc::clone(&stats), shutdown.clone()));
+    }
+    tokio::spawn(metrics::monitor(
+        Arc::clone(&stats),
+        config.run.monitor_interval,
+        shutdown.clone(),
+    ));
+    let serve = tokio::spawn(crate::listener::serve(
+        listener,
+        config.spop.clone(),
+        handler,
+        Arc::clone(&stats),
+        shutdown.clone(),
+    ));
+
+    let reason = match config.run.runtime {
+        Some(t) => tokio::select! {
+            s = signals.next() => s,
+            _ = tokio::time::sleep(t) => "runtime exceeded",
+        },
+        None => signals.next().await,
+    };
+    info!("stopping ({reason}): closing SPOP connections");
+    sd_notify("STOPPING=1");
+    tokio::spawn(async move {
+        let again = signals.next().await;
+        warn!("{again} during shutdown: exiting now");
+        exit(0);
+    });
+
+    shutdown.cancel();
+    let _ = serve.await;
+    if let Some(m) = mirror {
+        info!(
+            "waiting up to {:?} for in-flight mirror requests",
+            drain_timeout(&config)
+        );
+        m.shutdown(drain_timeout(&config)).await;
+    }
+    info!("final counters: {}", monitor_line(&stats));
+    info!("stopped");
+    0
+}
+
+fn drain_timeout(config: &Config) -> Duration {
+    config
+        .mirror
+        .as_ref()
+        .map_or(Duration::ZERO, |m| m.drain_timeout)
+}
+
+/// Something that can be drained at stop: the mirror engine.
+trait Drain: Send + Sync {
+    fn shutdown(
+        &self,
+        deadline: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+type Handlers = (Arc<dyn NotifyHandler>, Option<Arc<dyn Drain>>);
+
+/// The handler for NOTIFYs: the mirror engine with `-u`, else one that ACKs and forgets.
+fn mirror_handler(config: &Config, _stats: &Arc<Stats>) -> Result<Handlers, String> {
+    match &config.mirror {
+        None => Ok((Arc::new(Discard), None)),
+        Some(_) => {
+            // TODO(mirror engine): Mirror::new(cfg.clone(), Arc::clone(stats)).
+            warn!("the mirror engine is not built in yet: requests are ACKed, not mirrored");
+            Ok((Arc::new(Discard), None))
+        }
+    }
+}
+
+/// One line with the effective settings; no secrets (userinfo and proxy password hidden).
+fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
+    let listen = bound.map_or_else(
+        || format!("{}:{}", c.listen.address, c.listen.port),
+        |a| a.to_string(),
+    );
+    let caps = c.spop.capabilities.to_list();
+    let mirror = match &c.mirror {
+        None => "none (ACK only)".to_string(),
+        Some(m) => {
+            let mut s = format!(
+                "{} (timeout {:?}, connect {:?}, queue {}, concurrency {}, memory {} bytes, drain {:?}",
+                redact_userinfo(&m.url.to_string()),
+                m.timeout,
+                m.connect_timeout,
+                m.queue_size,
+                m.concurrency,
+                m.memory_budget,
+                m.drain_timeout
+            );
+            if let Some(i) = &m.interface {
+                s.push_str(&format!(", interface {i}"));
+            }
+            if let Some((lo, hi)) = m.local_ports {
+                s.push_str(&format!(", local ports {lo}-{hi}"));
+            }
+            if let Some(p) = &m.proxy {
+                s.push_str(&format!(", proxy {}", redact_userinfo(&p.url.to_string())));
+                if p.userpwd.is_some() {
+                    s.push_str(" with credentials");
+                }
+            }
+            if m.insecure {
+                s.push_str(", certificate NOT verified");
+            }
+            s.push(')');
+            s
+        }
+    };
+    info!(
+        "spoa-mirror v{} pid {}: listening on {listen} (backlog {}), max-frame-size {}, capabilities [{caps}], \
+         processing delay {:?}, idle timeout {}, mirror {mirror}, runtime {}, monitor every {:?}, {} worker threads, log filter '{}'",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        c.listen.backlog,
+        c.spop.max_frame_size,
+        c.spop.processing_delay,
+        c.spop.idle_timeout.map_or("off".to_string(), |d| format!("{d:?}")),
+        c.run.runtime.map_or("unlimited".to_string(), |d| format!("{d:?}")),
+        c.run.monitor_interval,
+        c.run.workers,
+        c.run.log_filter,
+    );
+    if !c.run.libev_backends.is_empty() {
+        info!(
+            "-B {}: ignored, tokio chooses the IO driver (epoll on Linux)",
+            c.run.libev_backends.join(",")
+        );
+    }
+}
+
+/// The four stop signals.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// Waits for the next stop signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+            _ = self.usr1.recv() => "SIGUSR1",
+        }
+    }
+}

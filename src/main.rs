@@ -1,1 +1,88 @@
-fn main() {}
+//! `spoa-mirror`: parse the command line, daemonize before any thread exists, write the
+//! pidfile, start logging, then run the agent on a tokio runtime with `-n` worker threads.
+
+use spoa_mirror::cli::{self, Action, EXIT_STARTUP};
+use spoa_mirror::{daemon, logging};
+
+fn main() {
+    let mut config = match cli::parse(std::env::args_os()) {
+        Ok(Action::Run(config)) => *config,
+        Ok(Action::Help(text)) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+        Ok(Action::Version(text)) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{}", e.message);
+            print!("{}", cli::short_usage());
+            std::process::exit(e.code)
+        }
+    };
+    let startup_error = |text: String| -> ! {
+        eprintln!("ERROR: {text}");
+        daemon::exit(EXIT_STARTUP)
+    };
+
+    // -D changes the working directory to /: make the paths absolute first.
+    let run = &mut config.run;
+    for path in run
+        .pidfile
+        .iter_mut()
+        .chain(run.logfile.as_mut().map(|l| &mut l.path))
+    {
+        if let Ok(abs) = std::path::absolute(&*path) {
+            *path = abs;
+        }
+    }
+    // Both files are opened here, before forking, so that their errors reach the terminal.
+    let mut pidfile = run.pidfile.as_deref().map(|p| {
+        daemon::Pidfile::create(p).unwrap_or_else(|e| {
+            startup_error(format!("unable to create pidfile '{}': {e}", p.display()))
+        })
+    });
+    let logfile = run.logfile.as_ref().map(|l| {
+        logging::open_logfile(l).unwrap_or_else(|e| {
+            startup_error(format!(
+                "unable to open logfile '{}': {e}",
+                l.path.display()
+            ))
+        })
+    });
+
+    let ready = if run.daemonize {
+        match daemon::daemonize(logfile.as_ref()) {
+            // The original process: report the daemon's startup and leave its pidfile alone.
+            Ok(daemon::Forked::Parent(code, text)) => {
+                if !text.is_empty() {
+                    eprintln!("{text}");
+                }
+                std::process::exit(code)
+            }
+            Ok(daemon::Forked::Daemon(ready)) => ready,
+            Err(e) => startup_error(format!("unable to daemonize: {e}")),
+        }
+    } else {
+        daemon::Readiness::default()
+    };
+    if let Some(p) = pidfile.as_mut() {
+        if let Err(e) = p.write_pid() {
+            startup_error(format!("unable to write PID to pidfile: {e}"));
+        }
+    }
+    logging::init(run, logfile);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(run.workers)
+        .thread_name("spoa-worker")
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| startup_error(format!("unable to start the runtime: {e}")));
+    let code = runtime.block_on(daemon::run(config, ready));
+    // Tasks still running (connections that ignored the disconnect) are abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(pidfile);
+    daemon::exit(code)
+}

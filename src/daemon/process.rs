@@ -1,0 +1,181 @@
+//! The process around the agent, before the tokio runtime exists: the `-F` pidfile, `-D`
+//! daemonizing, and telling whoever started us (the `-D` parent, systemd) that startup is
+//! over and how it went.
+//!
+//! `-D` forks twice (the `daemonize` crate); the original parent waits on a pipe until the
+//! daemon has bound its port and exits with the daemon's startup status, so `spoa-mirror -D`
+//! in a script or a `Type=forking` unit fails when the daemon cannot start (the original's
+//! parent always exits 0).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The pidfile this process owns, removed by [`exit`].
+static OWNED_PIDFILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The `-F` file, created and locked before daemonizing (so an error reaches the terminal);
+/// the pid is written once the process that will run the agent is known.
+#[derive(Debug)]
+pub struct Pidfile {
+    file: File,
+}
+
+impl Pidfile {
+    /// Creates (or takes over a stale) pidfile. The `flock` is held for the life of the
+    /// process and passed across the forks, so a second instance with the same `-F` fails
+    /// here instead of overwriting the file of a running one.
+    pub fn create(path: &Path) -> std::io::Result<Pidfile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                std::io::Error::other("it is locked by another running instance")
+            } else {
+                e
+            });
+        }
+        if let Ok(mut owned) = OWNED_PIDFILE.lock() {
+            *owned = Some(path.to_path_buf());
+        }
+        Ok(Pidfile { file })
+    }
+
+    /// Writes this process's pid, `"<pid>\n"`.
+    pub fn write_pid(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        writeln!(self.file, "{}", std::process::id())?;
+        self.file.sync_all()
+    }
+}
+
+/// Flushes the log, removes the owned pidfile and exits with `code`. Every way out of the
+/// process after startup goes through here.
+pub fn exit(code: i32) -> ! {
+    crate::logging::flush();
+    if let Some(path) = OWNED_PIDFILE.lock().ok().and_then(|mut p| p.take()) {
+        let _ = std::fs::remove_file(path);
+    }
+    std::process::exit(code)
+}
+
+/// The result of [`daemonize`].
+#[derive(Debug)]
+pub enum Forked {
+    /// The original process: the daemon's startup status and its error text, to print.
+    Parent(i32, String),
+    /// The daemon: report through this when startup is over.
+    Daemon(Readiness),
+}
+
+/// Forks into the background (`-D`): setsid, chdir `/`, stdin to /dev/null, stdout and stderr
+/// to `log` (so a panic message lands in the `-l` file) or /dev/null.
+pub fn daemonize(log: Option<&File>) -> std::io::Result<Forked> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors, each then owned by exactly one File.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let [read_fd, write_fd] = fds;
+    // SAFETY: see above.
+    let (mut reader, writer) = unsafe { (File::from_raw_fd(read_fd), File::from_raw_fd(write_fd)) };
+    let mut d = daemonize::Daemonize::new()
+        .working_directory("/")
+        .umask(0o022);
+    if let Some(f) = log {
+        d = d.stdout(f.try_clone()?).stderr(f.try_clone()?);
+    }
+    match d.execute() {
+        daemonize::Outcome::Parent(Ok(_)) => {
+            drop(writer);
+            let mut report = Vec::new();
+            let _ = reader.read_to_end(&mut report);
+            Ok(match report.split_first() {
+                Some((&code, text)) => {
+                    Forked::Parent(i32::from(code), String::from_utf8_lossy(text).into_owned())
+                }
+                None => Forked::Parent(
+                    crate::cli::EXIT_STARTUP,
+                    "ERROR: the daemon exited during startup".into(),
+                ),
+            })
+        }
+        daemonize::Outcome::Parent(Err(e)) => Err(std::io::Error::other(e.to_string())),
+        daemonize::Outcome::Child(Ok(_)) => {
+            drop(reader);
+            Ok(Forked::Daemon(Readiness { pipe: Some(writer) }))
+        }
+        daemonize::Outcome::Child(Err(e)) => {
+            let mut ready = Readiness { pipe: Some(writer) };
+            let text = format!("ERROR: unable to daemonize: {e}");
+            ready.failed(crate::cli::EXIT_STARTUP, &text);
+            exit(crate::cli::EXIT_STARTUP)
+        }
+    }
+}
+
+/// Tells the `-D` parent, and systemd (`Type=notify`), that startup is over.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pipe: Option<File>,
+}
+
+impl Readiness {
+    /// Startup succeeded: the port is bound.
+    pub fn ready(&mut self) {
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(&[0]);
+        }
+        sd_notify("READY=1");
+    }
+
+    /// Startup failed; `text` is printed by the waiting parent.
+    pub fn failed(&mut self, code: i32, text: &str) {
+        if let Some(mut p) = self.pipe.take() {
+            let mut report = vec![u8::try_from(code).unwrap_or(u8::MAX)];
+            report.extend_from_slice(text.as_bytes());
+            let _ = p.write_all(&report);
+        }
+    }
+}
+
+/// Sends one state line to systemd's `$NOTIFY_SOCKET`, if there is one (sd_notify(3)); a
+/// no-op otherwise.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => abstract_addr(name).and_then(|a| socket.send_to_addr(state.as_bytes(), &a)),
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::debug!("sd_notify {state}: {e}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn abstract_addr(name: &[u8]) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn abstract_addr(_name: &[u8]) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    Err(std::io::Error::other("abstract sockets are Linux-only"))
+}
