@@ -13,6 +13,7 @@ pub use process::{daemonize, exit, sd_notify, Forked, Pidfile, Readiness};
 use crate::cli::{redact_userinfo, EXIT_STARTUP};
 use crate::config::Config;
 use crate::handler::{Discard, NotifyHandler};
+use crate::mirror::Mirror;
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +59,6 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         None => None,
     };
 
-    // TODO(mirror engine): replace Discard by crate::mirror::Mirror::new(cfg, stats) once
-    // src/mirror/mod.rs exports it; see `mirror_handler`.
     let (handler, mirror) = match mirror_handler(&config, &stats) {
         Ok(h) => h,
         Err(text) => return fail(&mut ready, text),
@@ -128,24 +127,16 @@ fn drain_timeout(config: &Config) -> Duration {
         .map_or(Duration::ZERO, |m| m.drain_timeout)
 }
 
-/// Something that can be drained at stop: the mirror engine.
-trait Drain: Send + Sync {
-    fn shutdown(
-        &self,
-        deadline: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
-}
-
-type Handlers = (Arc<dyn NotifyHandler>, Option<Arc<dyn Drain>>);
+type Handlers = (Arc<dyn NotifyHandler>, Option<Mirror>);
 
 /// The handler for NOTIFYs: the mirror engine with `-u`, else one that ACKs and forgets.
-fn mirror_handler(config: &Config, _stats: &Arc<Stats>) -> Result<Handlers, String> {
+fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, String> {
     match &config.mirror {
         None => Ok((Arc::new(Discard), None)),
-        Some(_) => {
-            // TODO(mirror engine): Mirror::new(cfg.clone(), Arc::clone(stats)).
-            warn!("the mirror engine is not built in yet: requests are ACKed, not mirrored");
-            Ok((Arc::new(Discard), None))
+        Some(cfg) => {
+            let mirror = Mirror::new(cfg.clone(), Arc::clone(stats))
+                .map_err(|e| format!("cannot start mirroring: {e}"))?;
+            Ok((Arc::new(mirror.clone()), Some(mirror)))
         }
     }
 }

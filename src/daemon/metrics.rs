@@ -57,7 +57,9 @@ const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("mirror_connections_total", Kind::Counter, "TCP connections opened to the mirror or proxy.", |s| &s.mirror_connections_total),
 ];
 
-const HISTOGRAMS: &[(&str, &str, fn(&Stats) -> &Histogram)] = &[
+type HistogramField = fn(&Stats) -> &Histogram;
+
+const HISTOGRAMS: &[(&str, &str, HistogramField)] = &[
     (
         "ack_latency",
         "NOTIFY decoded to ACK handed to the socket.",
