@@ -239,11 +239,13 @@ impl Connection {
         let (header, payload) =
             Frame::decode_header(frame).map_err(|e| Fault::decode("frame header", e))?;
         match self.state {
+            // N11: HAProxy may disconnect at any time, even before its HELLO, and then waits
+            // for AGENT-DISCONNECT.
+            _ if header.frame_type == FrameType::HaproxyDisconnect => self.on_disconnect(payload),
             State::AwaitHello => self.on_hello(header, payload),
             State::Processing => match header.frame_type {
                 FrameType::Notify => self.on_notify(header, payload),
                 FrameType::Unset => self.on_unset(header, payload),
-                FrameType::HaproxyDisconnect => self.on_disconnect(payload),
                 // H12: one handshake per connection.
                 FrameType::HaproxyHello => {
                     Err(Fault::new(Status::InvalidFrame, "second HAPROXY-HELLO"))

@@ -538,7 +538,6 @@ async fn h1_first_frame_not_hello() {
 /// at anytime, from the HAProxy side, a HAPROXY-DISCONNECT frame is sent ... HAProxy will
 /// wait an AGENT-DISCONNECT frame in reply"), so before the HELLO too: status 0, close.
 #[tokio::test]
-#[ignore = "connection.rs answers a HAPROXY-DISCONNECT received before the HELLO with status 4 (H1 path) instead of 0 (N11)"]
 async fn h1_n11_disconnect_before_hello_is_answered_normally() {
     let agent = Agent::start(cfg()).await;
     let mut c = agent.connect().await;

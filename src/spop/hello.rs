@@ -77,7 +77,12 @@ impl HaproxyHello {
                 }
                 // Any integer type is accepted, as HAProxy itself does (H6).
                 KEY_MAX_FRAME_SIZE => {
-                    max_frame_size = Some(kv.value.as_u64().ok_or(Status::NoFrameSize)?)
+                    max_frame_size = Some(match kv.value {
+                        // A negative size is a size, just far too small.
+                        TypedData::Int32(v) if v < 0 => return Err(Status::BadFrameSize),
+                        TypedData::Int64(v) if v < 0 => return Err(Status::BadFrameSize),
+                        ref v => v.as_u64().ok_or(Status::NoFrameSize)?,
+                    })
                 }
                 KEY_CAPABILITIES => {
                     capabilities =
