@@ -24,8 +24,14 @@ use tracing::{error, info, warn};
 /// Runs the agent until stopped; returns the exit code. `ready` is told once the ports are
 /// bound (or why they could not be).
 pub async fn run(config: Config, mut ready: Readiness) -> i32 {
+    // A startup failure is logged, and also shown where the operator looks: the `-D`
+    // parent prints it; in the foreground with `-l`, stderr gets it too.
+    let echo = config.run.logfile.is_some() && !config.run.daemonize;
     let fail = |ready: &mut Readiness, text: String| {
         error!("{text}");
+        if echo {
+            eprintln!("ERROR: {text}");
+        }
         ready.failed(EXIT_STARTUP, &format!("ERROR: {text}"));
         EXIT_STARTUP
     };
@@ -41,10 +47,17 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     let listener = match crate::listener::bind(&config.listen) {
         Ok(l) => l,
         Err(e) => {
-            let text = format!(
+            let mut text = format!(
                 "cannot listen on {}:{}: {e}",
                 config.listen.address, config.listen.port
             );
+            if e.kind() == std::io::ErrorKind::AddrInUse && under_haproxy_master() {
+                text.push_str(
+                    " (started by HAProxy: with `option start-on-reload`, the default, the agent \
+                     started before the reload still serves; add `no option start-on-reload` to \
+                     the program section)",
+                );
+            }
             return fail(&mut ready, text);
         }
     };
@@ -203,11 +216,17 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
 }
 
 /// The four stop signals.
+///
+/// Under HAProxy's master (`program` section; it sets `HAPROXY_MWORKER`), SIGUSR1 is not a
+/// stop: at every reload the master sends it to its children, programs included, even to a
+/// program with `no option start-on-reload` that it means to keep. Stopping then (as the
+/// original does) would end mirroring at the first reload.
 struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
     usr1: Signal,
+    usr1_is_reload: bool,
 }
 
 impl Signals {
@@ -217,16 +236,29 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr1_is_reload: under_haproxy_master(),
         })
     }
 
     /// Waits for the next stop signal; returns its name.
     async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
-            _ = self.usr1.recv() => "SIGUSR1",
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => return "SIGHUP",
+                _ = self.usr1.recv() => {
+                    if !self.usr1_is_reload {
+                        return "SIGUSR1";
+                    }
+                    info!("SIGUSR1 from the HAProxy master (a reload): still serving; SIGTERM stops");
+                }
+            }
         }
     }
+}
+
+/// Whether HAProxy's master started this process (`program` section).
+fn under_haproxy_master() -> bool {
+    std::env::var_os("HAPROXY_MWORKER").is_some()
 }

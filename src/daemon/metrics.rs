@@ -72,9 +72,21 @@ const HISTOGRAMS: &[(&str, &str, HistogramField)] = &[
     ),
 ];
 
-/// Every value of [`FIELDS`], in order: what the monitor compares between two lines.
+/// Fields the monitor ignores when it decides whether anything changed: HAProxy's
+/// `option spop-check` opens a connection every few seconds, which alone is no news.
+const NOT_NEWS: &[&str] = &[
+    "connections_total",
+    "connections_active",
+    "healthchecks_total",
+];
+
+/// The values of [`FIELDS`] the monitor compares between two lines.
 pub fn snapshot(stats: &Stats) -> Vec<u64> {
-    FIELDS.iter().map(|(_, _, _, f)| get(f(stats))).collect()
+    FIELDS
+        .iter()
+        .filter(|(name, ..)| !NOT_NEWS.contains(name))
+        .map(|(_, _, _, f)| get(f(stats)))
+        .collect()
 }
 
 fn micros(us: Option<u64>) -> String {
@@ -119,7 +131,8 @@ pub fn monitor_line(s: &Stats) -> String {
     )
 }
 
-/// Every `interval`, logs [`monitor_line`] if any counter moved since the last line.
+/// Every `interval`, logs [`monitor_line`] if any counter but the connection counts moved
+/// since the last line.
 pub async fn monitor(stats: Arc<Stats>, interval: Duration, shutdown: CancellationToken) {
     let mut last = snapshot(&stats);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

@@ -64,10 +64,14 @@ impl Pidfile {
 /// process after startup goes through here.
 pub fn exit(code: i32) -> ! {
     crate::logging::flush();
+    remove_pidfile();
+    std::process::exit(code)
+}
+
+fn remove_pidfile() {
     if let Some(path) = OWNED_PIDFILE.lock().ok().and_then(|mut p| p.take()) {
         let _ = std::fs::remove_file(path);
     }
-    std::process::exit(code)
 }
 
 /// The result of [`daemonize`].
@@ -140,8 +144,10 @@ impl Readiness {
         sd_notify("READY=1");
     }
 
-    /// Startup failed; `text` is printed by the waiting parent.
+    /// Startup failed; `text` is printed by the waiting parent. The pidfile goes first, so
+    /// that it is gone when the parent returns.
     pub fn failed(&mut self, code: i32, text: &str) {
+        remove_pidfile();
         if let Some(mut p) = self.pipe.take() {
             let mut report = vec![u8::try_from(code).unwrap_or(u8::MAX)];
             report.extend_from_slice(text.as_bytes());
