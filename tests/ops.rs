@@ -419,3 +419,103 @@ async fn haproxy_program_section_start_reload_stop() {
         hap.log()
     );
 }
+
+/// What the systemd unit relies on: `--foreground` beats `-D` (no fork), READY=1 reaches
+/// `$NOTIFY_SOCKET` once the port is bound, STOPPING=1 at SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notify_and_foreground_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let port = free_port();
+    let mut child = Command::new(AGENT_BIN)
+        .args([
+            "--foreground",
+            "-Dr0",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(EXIT_WAIT, notify.recv(&mut buf))
+        .await
+        .expect("READY in time")
+        .unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Still our child (it did not fork) and already listening.
+    assert!(matches!(child.try_wait(), Ok(None)));
+    assert!(process_listens_on(child.id(), port));
+    send_signal(child.id(), libc::SIGTERM);
+    let n = tokio::time::timeout(EXIT_WAIT, notify.recv(&mut buf))
+        .await
+        .expect("STOPPING in time")
+        .unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = common::wait_child(&mut child, EXIT_WAIT).expect("exited");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The shipped examples are valid HAProxy configurations (checked with `haproxy -c`; the
+/// 3.1+ `mode spop` lines are checked as `mode tcp` where the HAProxy at hand is older), with
+/// every alternative `event` line of spoe-mirror.cfg.
+#[test]
+fn examples_pass_haproxy_check() {
+    let Some(bin) = haproxy_26() else { return };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    let spoe = std::fs::read_to_string(examples.join("spoe-mirror.cfg")).unwrap();
+    // The commented alternatives, uncommented one at a time.
+    let mut events: Vec<String> = vec!["event on-frontend-http-request".into()];
+    events.extend(spoe.lines().filter_map(|l| {
+        l.trim_start()
+            .strip_prefix("#   event ")
+            .map(|e| format!("event {e}"))
+    }));
+    assert!(events.len() >= 5, "{events:?}");
+    let mut checked = 0;
+    for (i, event) in events.iter().enumerate() {
+        let spoe_path = dir.path().join(format!("spoe-{i}.cfg"));
+        std::fs::write(
+            &spoe_path,
+            spoe.replace(
+                "    event on-frontend-http-request\n",
+                &format!("    {event}\n"),
+            ),
+        )
+        .unwrap();
+        for name in [
+            "haproxy-program.cfg",
+            "haproxy-systemd.cfg",
+            "haproxy-scale-out.cfg",
+        ] {
+            let mut cfg = std::fs::read_to_string(examples.join(name)).unwrap();
+            cfg = cfg.replace("/etc/haproxy/spoe-mirror.cfg", spoe_path.to_str().unwrap());
+            cfg = cfg.replace("bind :80", &format!("bind 127.0.0.1:{}", free_port()));
+            if !bin.is_spop_mode() {
+                cfg = cfg.replace("    mode spop\n", "    mode tcp\n");
+            }
+            let path = dir.path().join(name);
+            std::fs::write(&path, cfg).unwrap();
+            let out = Command::new(&bin.path)
+                .arg("-c")
+                .arg("-f")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("Configuration file is valid"),
+                "{name} with '{event}':\n{text}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, events.len() * 3);
+}
