@@ -554,6 +554,11 @@ pub fn parse_mirror_url(text: &str) -> Result<http::Uri, String> {
     if uri.host().map_or(true, str::is_empty) {
         return Err(bad("no host"));
     }
+    // The mirror engine sends no credentials of its own (the mirrored request carries the
+    // client's headers), so a `user:password@` would be silently ignored: refuse it.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("user:password@ is not supported"));
+    }
     Ok(uri)
 }
 

@@ -340,6 +340,7 @@ const BAD: &[(&[&str], &[&str])] = &[
     (&["-P", ""], &["ERROR: port range is not defined"]),
     (&["-r0", "-u", "ftp://x"], &["ERROR: Unable to set URL 'ftp://x': the scheme must be http:// or https://"]),
     (&["-u", "localhost:8080"], &["ERROR: Unable to set URL 'localhost:8080': the scheme must be http:// or https://"]),
+    (&["-u", "http://u:pw@h/"], &["ERROR: Unable to set URL 'http://***@h/': user:password@ is not supported"]),
     (&["-u", "http://u:pw@h/a b"], &["ERROR: Unable to set URL 'http://***@h/a b': invalid uri character"]),
     // Validated at parse time here (the original only when opening the file, exit 255).
     (&["-r0", "-l", "x:foo"], &["ERROR: invalid logfile mode 'x'"]),
