@@ -853,6 +853,9 @@ fn build(m: &ArgMatches, rust_log: Option<String>) -> Result<Config, CliError> {
     {
         notices.push("-U, -H and -N only apply with -x; ignored".to_string());
     }
+    if run.daemonize && run.logfile.is_none() {
+        notices.push("with -D and without -l, log lines are discarded".to_string());
+    }
     run.notices = notices;
     Ok(Config {
         listen,

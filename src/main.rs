@@ -52,6 +52,12 @@ fn main() {
         })
     });
 
+    // Logged at startup too, but a daemon's log may be a file nobody looks at yet.
+    if run.daemonize {
+        for n in &run.notices {
+            eprintln!("WARNING: {n}");
+        }
+    }
     let ready = if run.daemonize {
         match daemon::daemonize(logfile.as_ref()) {
             // The original process: report the daemon's startup and leave its pidfile alone.
