@@ -53,6 +53,14 @@ fn parse_options() -> Options {
         agent: env!("CARGO_BIN_EXE_spoa-mirror").to_string(),
         agent_args: Vec::new(),
     };
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without it, and
+    // then a one-second smoke run is enough to show the tool and the agent work.
+    let benching = std::env::args().any(|a| a == "--bench");
+    if !benching {
+        o.connections = 2;
+        o.depth = 4;
+        o.duration = Duration::from_secs(1);
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -373,6 +381,28 @@ impl Drop for Agent {
     }
 }
 
+/// The agent's Prometheus text.
+async fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One sample's value; 0 when absent.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -397,7 +427,12 @@ fn main() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let metrics_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
         let mut cmd = Command::new(&o.agent);
+        cmd.args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")]);
         cmd.args([
             "-r0",
             "-a",
@@ -500,6 +535,17 @@ fn main() {
         println!(
             "  sink connections    {}",
             sink.connections.load(Ordering::Relaxed)
+        );
+        let metrics = scrape(metrics_port).await;
+        let m = |name: &str| metric(&metrics, name);
+        println!(
+            "  agent counters      dropped queue-full {} memory {}, failed connect {} timeout {} other {}, skipped {}",
+            m("spoa_mirror_mirror_dropped_queue_full_total"),
+            m("spoa_mirror_mirror_dropped_memory_total"),
+            m("spoa_mirror_mirror_failed_connect_total"),
+            m("spoa_mirror_mirror_failed_timeout_total"),
+            m("spoa_mirror_mirror_failed_other_total"),
+            m("spoa_mirror_mirror_skipped_invalid_total") + m("spoa_mirror_mirror_skipped_truncated_total"),
         );
         drop(agent);
     });
