@@ -123,11 +123,17 @@ async fn traffic_is_acked(hap: &Haproxy, agent: &Agent, primary: &Sink) {
     );
 
     // One `SPOE: [mirror] <EVENT:on-frontend-http-request> ... st=0` line per request.
-    let statuses = hap.wait_spoe_events(REQUESTS, SETTLE).await;
-    assert_eq!(
-        statuses.len(),
-        REQUESTS,
-        "SPOE event lines in HAProxy's log"
+    // Every response is in, so every event's line was written or dropped by HAProxy's logger.
+    let dropped = hap.dropped_logs().await;
+    let statuses = hap
+        .wait_spoe_events(REQUESTS.saturating_sub(dropped), SETTLE)
+        .await;
+    // A dropped line may be any line (traffic or SPOE), so the SPOE lines are at most one per
+    // request and fall short by no more than what was dropped.
+    assert!(
+        statuses.len() <= REQUESTS && statuses.len() + dropped >= REQUESTS,
+        "{} SPOE event lines in HAProxy's log for {REQUESTS} requests ({dropped} log lines dropped)",
+        statuses.len()
     );
     assert!(
         statuses.iter().all(|st| *st == 0),

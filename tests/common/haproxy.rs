@@ -538,6 +538,18 @@ impl Haproxy {
         found.unwrap_or_else(|| spoe_statuses(&self.log()))
     }
 
+    /// Log lines HAProxy dropped (`DroppedLogs` of `show info`): its stderr logger drops a
+    /// line rather than block when two threads write at once, so exact line counts must add
+    /// these.
+    pub async fn dropped_logs(&self) -> usize {
+        self.cli("show info")
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("DroppedLogs: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// One command on the stats socket (non-interactive: HAProxy answers and closes).
     pub async fn cli(&self, command: &str) -> String {
         let path = self.stats_socket();
