@@ -1,6 +1,7 @@
 //! End-to-end fidelity through a real HAProxy (2.6 and 2.8 always, 3.x with env `HAPROXY3`):
 //! ~50 varied client requests (HTTP/1.0, HTTP/1.1, HTTP/2) go through HAProxy's SPOE filter to
-//! the in-process agent (`listener::serve` + the mirror engine) and on to a recording mirror.
+//! the agent and on to a recording mirror. Two variants: the in-process agent (`listener::serve`
+//! + the mirror engine) and the real `spoa-mirror` binary started with `-u URL`.
 //! Each must arrive at the mirror exactly once, with the method, target, headers (order and
 //! duplicates) and body the primary server got from HAProxy, while the client gets the
 //! primary's answer.
@@ -11,6 +12,7 @@
 
 mod common;
 
+use common::agent::Agent;
 use common::client::{self, HttpConn};
 use common::haproxy::{Haproxy, HaproxyBin, MirrorSetup};
 use common::sink::{Recorded, Sink, RESPONSE_BODY};
@@ -429,6 +431,34 @@ fn comparable(r: &Recorded, drop_length: bool) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The agent under test: in this process (its `Stats` read directly) or the real binary
+/// (counters scraped from its Prometheus endpoint).
+enum AgentUnderTest {
+    InProcess(Arc<Stats>),
+    Binary(Agent),
+}
+
+impl AgentUnderTest {
+    /// A counter by its `Stats` field name.
+    async fn counter(&self, field: &str) -> u64 {
+        match self {
+            AgentUnderTest::InProcess(stats) => {
+                let c = match field {
+                    "mirror_sent_total" => &stats.mirror_sent_total,
+                    "mirror_in_flight" => &stats.mirror_in_flight,
+                    "mirror_skipped_invalid" => &stats.mirror_skipped_invalid,
+                    "mirror_skipped_truncated" => &stats.mirror_skipped_truncated,
+                    "mirror_status_2xx" => &stats.mirror_status_2xx,
+                    other => panic!("counter {other} not wired in this test"),
+                };
+                get(c)
+            }
+            AgentUnderTest::Binary(agent) => agent.metric(field).await as u64,
+        }
+    }
+}
+
+/// HAProxy -> in-process agent (`listener::serve` + `Mirror`) -> mirror.
 async fn fidelity(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
     let mirror_sink = Sink::start("mirror").await;
@@ -453,14 +483,46 @@ async fn fidelity(bin: HaproxyBin) {
         shutdown.clone(),
     ));
 
-    let mut setup = MirrorSetup::new(&bin, primary.addr(), agent_addr).with_h2();
+    let agent = AgentUnderTest::InProcess(stats);
+    check_fidelity(&bin, agent_addr, &agent, &primary, &mirror_sink).await;
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(SETTLE, served).await;
+    mirror.shutdown(Duration::from_secs(5)).await;
+}
+
+/// HAProxy -> the real `spoa-mirror` binary (`-u URL`) -> mirror: the same requests and
+/// checks, through the command line, the daemon wiring and the metrics endpoint.
+async fn fidelity_binary(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let mirror_sink = Sink::start("mirror").await;
+    let agent = Agent::builder()
+        .mirror(&mirror_sink.url())
+        .args(["--mirror-timeout", "10s"])
+        .start()
+        .await;
+    let addr = agent.addr();
+    let agent = AgentUnderTest::Binary(agent);
+    check_fidelity(&bin, addr, &agent, &primary, &mirror_sink).await;
+}
+
+/// Sends every request of [`requests`] through HAProxy (whose SPOE agent listens at
+/// `agent_addr`) and checks that each reached the mirror once, identical to the primary's copy.
+async fn check_fidelity(
+    bin: &HaproxyBin,
+    agent_addr: std::net::SocketAddr,
+    agent: &AgentUnderTest,
+    primary: &Sink,
+    mirror_sink: &Sink,
+) {
+    let mut setup = MirrorSetup::new(bin, primary.addr(), agent_addr).with_h2();
     // Room for the 60 KiB bodies in one buffer, hence in one NOTIFY.
     setup.global_extra.push("tune.bufsize 131072".into());
     // Lets raw (UTF-8) non-ASCII bytes through in the query, as sites that need them do.
     setup
         .frontend_extra
         .push("option accept-invalid-http-request".into());
-    let hap = Haproxy::start(&bin, &setup).await;
+    let hap = Haproxy::start(bin, &setup).await;
 
     let reqs = requests();
     let mut conn = HttpConn::connect(hap.addr()).await.unwrap();
@@ -513,20 +575,29 @@ async fn fidelity(bin: HaproxyBin) {
     let mirrored = mirror_sink.wait_for(n, SETTLE).await;
     // Exactly once: every accepted request finished (nothing queued or in flight), and the
     // mirror still holds exactly n.
-    common::poll_until(SETTLE, || {
-        (get(&stats.mirror_sent_total) == n as u64 && get(&stats.mirror_in_flight) == 0)
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("sent {} of {n}", get(&stats.mirror_sent_total)));
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let (sent, in_flight) = (
+            agent.counter("mirror_sent_total").await,
+            agent.counter("mirror_in_flight").await,
+        );
+        if sent == n as u64 && in_flight == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sent {sent} of {n}, {in_flight} in flight"
+        );
+        tokio::time::sleep(common::POLL_INTERVAL).await;
+    }
     assert_eq!(
         mirror_sink.count(),
         n,
         "the mirror got more requests than were sent"
     );
-    assert_eq!(get(&stats.mirror_skipped_invalid), 0);
-    assert_eq!(get(&stats.mirror_skipped_truncated), 0);
-    assert_eq!(get(&stats.mirror_status_2xx), n as u64);
+    assert_eq!(agent.counter("mirror_skipped_invalid").await, 0);
+    assert_eq!(agent.counter("mirror_skipped_truncated").await, 0);
+    assert_eq!(agent.counter("mirror_status_2xx").await, n as u64);
 
     let by_id = |set: &[Recorded], id: usize| -> Vec<Recorded> {
         set.iter()
@@ -581,10 +652,8 @@ async fn fidelity(bin: HaproxyBin) {
         "HAProxy {}: {n} requests mirrored once each, identical",
         bin.label
     );
-    shutdown.cancel();
-    let _ = tokio::time::timeout(SETTLE, served).await;
-    mirror.shutdown(Duration::from_secs(5)).await;
     drop(hap);
 }
 
 per_haproxy!(fidelity);
+per_haproxy!(fidelity_binary);
