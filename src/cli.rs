@@ -155,6 +155,8 @@ const OPTIONS: &[Opt] = &[
     long("log-level", "FILTER", "Log filter in RUST_LOG syntax, e.g. debug or info,spoa_mirror::mirror=debug (default: $RUST_LOG, else info)."),
     long("metrics-address", "ADDR:PORT", "Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)."),
     long("idle-timeout", "TIME", "Close an SPOP connection silent for this long; 0 = never (default: 0)."),
+    long("frame-timeout", "TIME", "Close an SPOP connection whose started frame is not complete after this long (default: 30s)."),
+    flag("ack-noop", None, "ack-noop", false, "Put a harmless unset-var action in every ACK: works around the empty-ACK stall of early HAProxy 3.1 releases."),
     long("mirror-timeout", "TIME", "Total time for one mirrored request (default: 10s)."),
     long("mirror-connect-timeout", "TIME", "Time to connect to the mirror (default: 10s)."),
     long("mirror-queue", "N", "Messages waiting for a free request slot; more are dropped (default: 4096)."),
@@ -653,6 +655,7 @@ fn build(m: &ArgMatches, rust_log: Option<String>) -> Result<Config, CliError> {
         7 * DAY,
         &mut errors,
     );
+    let frame_timeout = time("frame-timeout", 30 * SEC, MS, HOUR, &mut errors);
     let mirror_timeout = time("mirror-timeout", 10 * SEC, MS, HOUR, &mut errors);
     let connect_timeout = time("mirror-connect-timeout", 10 * SEC, MS, HOUR, &mut errors);
     let drain_timeout = time("drain-timeout", 5 * SEC, Duration::ZERO, HOUR, &mut errors);
@@ -682,6 +685,8 @@ fn build(m: &ArgMatches, rust_log: Option<String>) -> Result<Config, CliError> {
         ..SpopConfig::default()
     };
     spop.idle_timeout = (!idle_timeout.is_zero()).then_some(idle_timeout);
+    spop.frame_timeout = frame_timeout;
+    spop.ack_noop = m.get_flag("ack-noop");
     if let Some(v) = one("max-frame-size") {
         match parse_int::<u64>(v, 0, u64::MAX).map(u32::try_from) {
             Some(Ok(v)) if v >= 512 => spop.max_frame_size = v,

@@ -50,6 +50,10 @@ pub struct SpopConfig {
     pub idle_timeout: Option<Duration>,
     /// A frame that has started to arrive must be complete within this time (slowloris guard).
     pub frame_timeout: Duration,
+    /// Put one harmless action (`unset-var(txn.spoa_mirror_noop)`) in every ACK. HAProxy 3.1
+    /// releases without the fix for its empty-ACK stall (upstream commit 851e52b55) never wake
+    /// the stream on an empty ACK and wait for `timeout processing` instead.
+    pub ack_noop: bool,
     /// Upper bound of a payload reassembled from fragments (HAProxy ≤ 3.0 with
     /// `-c fragmentation`).
     pub max_reassembled_size: usize,
@@ -69,6 +73,7 @@ impl Default for SpopConfig {
             processing_delay: Duration::ZERO,
             idle_timeout: None,
             frame_timeout: Duration::from_secs(30),
+            ack_noop: false,
             max_reassembled_size: 4 * 1024 * 1024,
         }
     }

@@ -15,8 +15,8 @@
 use crate::config::SpopConfig;
 use crate::handler::NotifyHandler;
 use crate::spop::{
-    AgentHello, Disconnect, Error as SpopError, Frame, FrameDecoder, FrameHeader, FrameType,
-    HaproxyHello, Kv, Message, Payload, Reader, Status,
+    Action, AgentHello, Disconnect, Error as SpopError, Frame, FrameDecoder, FrameHeader,
+    FrameType, HaproxyHello, Kv, Message, Payload, Reader, Status, VarScope,
 };
 use crate::stats::{dec, inc, Stats};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -429,7 +429,7 @@ impl Connection {
         messages: Vec<Message>,
         received: Instant,
     ) {
-        push_ack(&mut self.wbuf, stream_id, frame_id);
+        push_ack(&mut self.wbuf, stream_id, frame_id, self.cfg.ack_noop);
         self.acks_pending.push(received);
         self.handler.handle(messages);
     }
@@ -557,11 +557,20 @@ fn push_frame(wbuf: &mut BytesMut, header: FrameHeader, payload: Payload) {
     Frame { header, payload }.encode(wbuf);
 }
 
-/// An empty ACK: `67 00000001 <stream-id> <frame-id>`, echoing the NOTIFY's ids.
-fn push_ack(wbuf: &mut BytesMut, stream_id: u64, frame_id: u64) {
+/// The ACK: `67 00000001 <stream-id> <frame-id>`, echoing the NOTIFY's ids, with no action
+/// (or, with `--ack-noop`, one unset-var of a variable nobody uses).
+fn push_ack(wbuf: &mut BytesMut, stream_id: u64, frame_id: u64, noop: bool) {
+    let actions = if noop {
+        vec![Action::UnsetVar {
+            scope: VarScope::Txn,
+            name: Bytes::from_static(b"spoa_mirror_noop"),
+        }]
+    } else {
+        Vec::new()
+    };
     push_frame(
         wbuf,
         FrameHeader::fin(FrameType::Ack, stream_id, frame_id),
-        Payload::Actions(Vec::new()),
+        Payload::Actions(actions),
     );
 }

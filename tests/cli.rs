@@ -197,6 +197,8 @@ fn defaults() {
     assert_eq!(c.spop.capabilities.to_list(), "");
     assert_eq!(c.spop.processing_delay, Duration::ZERO);
     assert_eq!(c.spop.idle_timeout, None);
+    assert_eq!(c.spop.frame_timeout, Duration::from_secs(30));
+    assert!(!c.spop.ack_noop);
     // -r may be omitted: run until stopped.
     assert_eq!(c.run.runtime, None);
     assert_eq!(c.run.monitor_interval, Duration::from_secs(5));
@@ -239,7 +241,11 @@ fn long_only_options() {
         "--mirror-ca-file=/etc/ca.pem",
         "--mirror-insecure",
         "--drain-timeout=0",
+        "--frame-timeout=2s",
+        "--ack-noop",
     ]);
+    assert_eq!(c.spop.frame_timeout, Duration::from_secs(2));
+    assert!(c.spop.ack_noop);
     assert_eq!(c.run.log_filter, "debug,hyper=info");
     assert_eq!(
         c.run.metrics_address,

@@ -782,6 +782,25 @@ async fn n1_stream_id_zero() {
     assert_eq!(c.frame_hex().await, "0000000767000000010001");
 }
 
+/// `--ack-noop`: the ACK carries one unset-var of an unused txn variable, so HAProxy 3.1
+/// releases without the empty-ACK fix wake up at once.
+#[tokio::test]
+async fn ack_noop_carries_one_unset_var() {
+    let mut c = SpopConfig {
+        ack_noop: true,
+        ..cfg()
+    };
+    c.capabilities.pipelining = true;
+    let agent = Agent::start(c).await;
+    let mut conn = agent.ready("pipelining").await;
+    conn.send(&notify(3, 1, &mirror_message("/noop"))).await;
+    // 67 | FIN | sid 3 | fid 1 | unset-var (02), 2 args, scope txn (02), name "spoa_mirror_noop"
+    assert_eq!(
+        conn.frame_hex().await,
+        "0000001b670000000103010202021073706f615f6d6972726f725f6e6f6f70"
+    );
+}
+
 /// N2: large ids are echoed exactly.
 #[tokio::test]
 async fn n2_large_ids_echoed() {
