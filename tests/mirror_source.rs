@@ -1,0 +1,125 @@
+//! `-I` (source address) and `-P` (local port range) on connections to the mirror, checked
+//! from the mirror's side: the address and port each connection comes from.
+
+use bytes::Bytes;
+use spoa_mirror::config::MirrorConfig;
+use spoa_mirror::handler::NotifyHandler;
+use spoa_mirror::mirror::Mirror;
+use spoa_mirror::spop::{Arg, Message, TypedData};
+use spoa_mirror::stats::{get, Stats};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// A mirror that answers one request per connection, then closes it, and reports the peer
+/// address of every connection.
+async fn closing_sink() -> (SocketAddr, mpsc::UnboundedReceiver<SocketAddr>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, peer)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                // Bodiless GETs: the head ends the request.
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tx.send(peer);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn get_message(path: &'static str) -> Message {
+    let s = |v: &'static [u8]| TypedData::String(Bytes::from_static(v));
+    let arg = |n: &'static str, value| Arg {
+        name: Bytes::from_static(n.as_bytes()),
+        value,
+    };
+    Message {
+        name: Bytes::from_static(b"mirror"),
+        args: vec![
+            arg("arg_method", s(b"GET")),
+            arg("arg_path", s(path.as_bytes())),
+            arg("arg_ver", s(b"1.1")),
+            arg(
+                "arg_hdrs",
+                TypedData::Binary(Bytes::from_static(b"\x04host\x01h\x00\x00")),
+            ),
+        ],
+    }
+}
+
+async fn next_peer(rx: &mut mpsc::UnboundedReceiver<SocketAddr>) -> SocketAddr {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no mirrored request within 10 s")
+        .expect("sink stopped")
+}
+
+/// Four consecutive ports that are free right now, on 127.0.0.1.
+fn free_port_run() -> u16 {
+    let base = 20000 + (std::process::id() % 20000) as u16;
+    (0..200u16)
+        .map(|i| base.wrapping_add(i * 7))
+        .find(|&lo| {
+            lo > 1024
+                && lo < 65000
+                && (lo..lo + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .expect("four consecutive free ports")
+}
+
+#[tokio::test]
+async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
+    let (addr, mut peers) = closing_sink().await;
+    let lo = free_port_run();
+    // The first port of the range is taken: the connector must move on to the next one.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", lo)).unwrap();
+    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    cfg.local_ports = Some((lo, lo + 3));
+    let stats = Arc::new(Stats::default());
+    let mirror = Mirror::new(cfg, stats.clone()).unwrap();
+    for path in ["/p1", "/p2", "/p3"] {
+        mirror.handle(vec![get_message(path)]);
+        let peer = next_peer(&mut peers).await;
+        assert!(
+            (lo + 1..=lo + 3).contains(&peer.port()),
+            "connection from port {} outside {}-{} (or the taken {lo})",
+            peer.port(),
+            lo + 1,
+            lo + 3
+        );
+    }
+    mirror.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(get(&stats.mirror_status_2xx), 3);
+    assert_eq!(get(&stats.mirror_failed_connect), 0);
+}
+
+#[tokio::test]
+async fn source_address_is_used() {
+    let (addr, mut peers) = closing_sink().await;
+    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    // Any 127.0.0.0/8 address is local on Linux.
+    cfg.interface = Some("127.0.0.2".into());
+    let stats = Arc::new(Stats::default());
+    let mirror = Mirror::new(cfg, stats.clone()).unwrap();
+    mirror.handle(vec![get_message("/src")]);
+    let peer = next_peer(&mut peers).await;
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+    mirror.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(get(&stats.mirror_status_2xx), 1);
+}
