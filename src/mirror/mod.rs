@@ -17,6 +17,8 @@ mod request;
 
 pub use headers::{parse_hdrs_bin, parse_hdrs_text, HeaderError, HeaderList};
 pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
+/// The pure request builder, exported for the fuzz targets (fuzz/) and their corpus replay.
+pub use request::build as build_request;
 pub use request::Base;
 
 use crate::config::MirrorConfig;
