@@ -1,7 +1,7 @@
 //! End-to-end fidelity through a real HAProxy (2.6 and 2.8 always, 3.x with env `HAPROXY3`):
 //! ~50 varied client requests (HTTP/1.0, HTTP/1.1, HTTP/2) go through HAProxy's SPOE filter to
 //! the agent and on to a recording mirror. Two variants: the in-process agent (`listener::serve`
-//! + the mirror engine) and the real `spoa-mirror` binary started with `-u URL`.
+//! with the mirror engine) and the real `spoa-mirror` binary started with `-u URL`.
 //! Each must arrive at the mirror exactly once, with the method, target, headers (order and
 //! duplicates) and body the primary server got from HAProxy, while the client gets the
 //! primary's answer.
