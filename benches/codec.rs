@@ -1,10 +1,12 @@
-//! Micro-benchmarks of the hot path: decode a NOTIFY, encode an ACK.
+//! Micro-benchmarks of the hot path: decode a NOTIFY, encode an ACK, parse `hdrs_bin`, turn a
+//! message into a `MirrorRequest` and that into the `http::Request` hyper sends.
 //!
 //! Run with `cargo bench --bench codec`. Besides criterion's timings, the bench prints the heap
 //! allocations each operation makes, counted by a wrapping global allocator.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, Criterion};
+use spoa_mirror::mirror::{self, Base, Notes};
 use spoa_mirror::spop::{
     Arg, Frame, FrameDecoder, FrameHeader, FrameType, Message, Payload, TypedData,
 };
@@ -173,6 +175,52 @@ fn bench_codec(c: &mut Criterion) {
             black_box(&wbuf);
         })
     });
+
+    // The mirror engine's pure steps, on the decoded GET / POST messages.
+    let message_of = |frame: &Bytes| match Frame::decode(frame.clone()).unwrap().payload {
+        Payload::Messages(mut m) => m.remove(0),
+        _ => unreachable!("a NOTIFY"),
+    };
+    let get_msg = message_of(&get_frame);
+    let post_msg = message_of(&post_frame);
+    let get_hdrs = hdrs_bin(&browser_headers());
+    let base = Base::from_uri(&"http://127.0.0.1:8100/".parse().unwrap()).unwrap();
+    let parse = |m: &Message| mirror::parse(m, &mut Notes::default()).unwrap();
+    let get_req = parse(&get_msg);
+    let post_req = parse(&post_msg);
+    c.bench_function("parse hdrs_bin 12 headers", |b| {
+        b.iter(|| black_box(mirror::parse_hdrs_bin(black_box(&get_hdrs)).unwrap()))
+    });
+    c.bench_function("mirror::parse GET 12 headers", |b| {
+        b.iter(|| black_box(parse(black_box(&get_msg))))
+    });
+    c.bench_function("mirror::parse POST 4 KiB body", |b| {
+        b.iter(|| black_box(parse(black_box(&post_msg))))
+    });
+    c.bench_function("build http::Request GET", |b| {
+        b.iter(|| black_box(mirror::build_request(black_box(&get_req), &base, &[]).unwrap()))
+    });
+    c.bench_function("build http::Request POST", |b| {
+        b.iter(|| black_box(mirror::build_request(black_box(&post_req), &base, &[]).unwrap()))
+    });
+    println!(
+        "allocations per op: parse hdrs_bin {:.1}, mirror::parse GET {:.1}, mirror::parse POST {:.1}, build GET {:.1}, build POST {:.1}",
+        allocations_per_op(|| {
+            black_box(mirror::parse_hdrs_bin(&get_hdrs).unwrap());
+        }),
+        allocations_per_op(|| {
+            black_box(parse(&get_msg));
+        }),
+        allocations_per_op(|| {
+            black_box(parse(&post_msg));
+        }),
+        allocations_per_op(|| {
+            black_box(mirror::build_request(&get_req, &base, &[]).unwrap());
+        }),
+        allocations_per_op(|| {
+            black_box(mirror::build_request(&post_req, &base, &[]).unwrap());
+        }),
+    );
 
     println!(
         "allocations per op: decode GET {:.1}, decode POST {:.1}, cut+decode GET {:.1}, encode ACK {:.1}",

@@ -3,12 +3,18 @@
 //!
 //! ```text
 //! cargo bench --bench spop_load -- [--connections 8] [--depth 16] [--duration 10s]
-//!                                  [--style 2|3] [--agent PATH] [--rate N] [-- AGENT-ARGS...]
+//!                                  [--style 2|3] [--agent PATH] [--rate N] [--sink-delay D]
+//!                                  [-- AGENT-ARGS...]
 //! ```
 //!
 //! Reports mirrored requests/s, ACK latency p50/p99/p999 (NOTIFY written → ACK read, as HAProxy
 //! sees it), agent CPU-seconds per 1,000 requests, the agent's peak RSS, TCP connections the
 //! agent opened to the sink, and losses (NOTIFYs ACKed but never received by the sink).
+//!
+//! The sink runs on its own thread (its own single-threaded runtime), so that at full speed the
+//! load generator and the sink do not take turns on one thread. `--sink-delay 50ms` makes every
+//! sink response wait (a slow mirror); an agent argument `-u URL` replaces the sink (for example
+//! `-- -u http://127.0.0.1:1/`, a dead mirror); `-- --no-mirror` starts the agent without `-u`.
 //!
 //! `--style 2` numbers streams like HAProxy ≤ 3.0 (one global counter, frame-id 1, capabilities
 //! "pipelining,async"); `--style 3` like 3.1+ (odd stream-ids per connection, "pipelining").
@@ -39,6 +45,7 @@ struct Options {
     duration: Duration,
     style: u8,
     rate: u64,
+    sink_delay: Duration,
     agent: String,
     agent_args: Vec<String>,
 }
@@ -50,6 +57,7 @@ fn parse_options() -> Options {
         duration: Duration::from_secs(10),
         style: 3,
         rate: 0,
+        sink_delay: Duration::ZERO,
         agent: env!("CARGO_BIN_EXE_spoa-mirror").to_string(),
         agent_args: Vec::new(),
     };
@@ -76,6 +84,9 @@ fn parse_options() -> Options {
             "--style" => o.style = value("--style").parse().expect("2 or 3"),
             "--rate" => o.rate = value("--rate").parse().expect("number"),
             "--agent" => o.agent = value("--agent"),
+            "--sink-delay" => {
+                o.sink_delay = humantime::parse_duration(&value("--sink-delay")).expect("duration")
+            }
             "--help" | "-h" => {
                 println!("see the header of benches/spop_load.rs");
                 std::process::exit(0);
@@ -105,7 +116,28 @@ struct Sink {
     bytes: AtomicU64,
 }
 
-async fn run_sink(listener: TcpListener, sink: Arc<Sink>) {
+/// Starts the sink on a thread of its own; returns its address.
+fn start_sink(sink: Arc<Sink>, delay: Duration) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    listener.set_nonblocking(true).expect("nonblocking sink");
+    let addr = listener.local_addr().expect("sink address");
+    std::thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("sink runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("sink listener");
+                run_sink(listener, sink, delay).await
+            })
+        })
+        .expect("sink thread");
+    addr
+}
+
+async fn run_sink(listener: TcpListener, sink: Arc<Sink>, delay: Duration) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -116,6 +148,9 @@ async fn run_sink(listener: TcpListener, sink: Arc<Sink>) {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let sink = sink.clone();
                 async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let body = req
                         .into_body()
                         .collect()
@@ -403,6 +438,34 @@ fn metric(text: &str, name: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// The upper bound (µs) of the bucket of a Prometheus histogram that holds quantile `q`.
+fn histogram_quantile_us(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    // Cumulative counts in bound order.
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = (total * q).ceil().max(1.0);
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= rank)
+        .map(|(le, _)| le * 1e6)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -418,10 +481,8 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let sink_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
-        let sink_addr = sink_listener.local_addr().unwrap();
         let sink = Arc::new(Sink::default());
-        tokio::spawn(run_sink(sink_listener, sink.clone()));
+        let sink_addr = start_sink(sink.clone(), o.sink_delay);
 
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -442,7 +503,11 @@ fn main() {
             "-c",
             "pipelining",
         ]);
-        if !o.agent_args.iter().any(|a| a == "--no-mirror") {
+        // Mirrored to our sink unless the agent arguments say otherwise.
+        let no_mirror = o.agent_args.iter().any(|a| a == "--no-mirror");
+        let own_url = o.agent_args.iter().any(|a| a == "-u" || a.starts_with("--mirror-url"));
+        let to_sink = !no_mirror && !own_url;
+        if to_sink {
             cmd.args(["-u", &format!("http://{sink_addr}/")]);
         }
         cmd.args(o.agent_args.iter().filter(|a| *a != "--no-mirror"));
@@ -482,7 +547,7 @@ fn main() {
         }
         let elapsed = t0.elapsed();
         // Let the mirror finish what it accepted (bounded wait).
-        let mirrored_expected = !o.agent_args.iter().any(|a| a == "--no-mirror");
+        let mirrored_expected = to_sink;
         let drain = Instant::now() + Duration::from_secs(15);
         while mirrored_expected
             && sink.requests.load(Ordering::Relaxed) < acked
@@ -495,7 +560,7 @@ fn main() {
         let mirrored = sink.requests.load(Ordering::Relaxed);
         latencies.sort_unstable();
         println!(
-            "spop_load: style {} connections {} depth {} duration {:.1}s rate {}",
+            "spop_load: style {} connections {} depth {} duration {:.1}s rate {} mirror {}",
             o.style,
             o.connections,
             o.depth,
@@ -504,6 +569,13 @@ fn main() {
                 "max".to_string()
             } else {
                 o.rate.to_string()
+            },
+            if to_sink {
+                format!("sink (delay {:?})", o.sink_delay)
+            } else if no_mirror {
+                "none (no -u)".to_string()
+            } else {
+                "from agent args".to_string()
             }
         );
         println!(
@@ -546,6 +618,22 @@ fn main() {
             m("spoa_mirror_mirror_failed_timeout_total"),
             m("spoa_mirror_mirror_failed_other_total"),
             m("spoa_mirror_mirror_skipped_invalid_total") + m("spoa_mirror_mirror_skipped_truncated_total"),
+        );
+        println!(
+            "  agent counters      sent {}, connections opened {}",
+            m("spoa_mirror_mirror_sent_total"),
+            m("spoa_mirror_mirror_connections_total"),
+        );
+        // The agent's own view: NOTIFY decoded → ACK handed to the socket (bucket bounds).
+        let q = |p: f64| {
+            histogram_quantile_us(&metrics, "spoa_mirror_ack_latency_seconds", p)
+                .map_or("-".to_string(), |us| format!("<={us:.0}"))
+        };
+        println!(
+            "  agent ACK latency   p50 {} p99 {} p999 {} us (agent histogram, decode to write)",
+            q(0.5),
+            q(0.99),
+            q(0.999)
         );
         drop(agent);
     });
