@@ -1191,3 +1191,321 @@ async fn client_proxy_authorization_is_not_relayed_to_the_proxy() {
         vec!["Basic dXNlcjpzM2NyZXQtcHJveHk=".to_string()]
     );
 }
+
+// ===== heavy: loss, overload, soak (scripts/reliability.sh, scripts/soak.sh) =====
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Below capacity with a healthy mirror, through HAProxy 2.6: the mirror receives exactly the
+/// requests the primary got (each unique path once: 0 lost, 0 duplicated), over
+/// `RELIABILITY_REQUESTS` (default 100,000) requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn no_loss_no_duplicate_below_capacity() {
+    let Some(st) = Stack::start(&[]).await else {
+        return;
+    };
+    let n = env_num("RELIABILITY_REQUESTS", 100_000) as usize;
+    let sampler = RssSampler::start(st.agent.pid(), Duration::from_secs(1));
+    let t = Instant::now();
+    st.traffic("/loss/", n, 16).await;
+    let took = t.elapsed();
+    // Everything the agent received is delivered: wait until the mirror has one request per
+    // NOTIFY the agent counted (HAProxy may fail to send an event itself: see below).
+    let (received, ok) = st
+        .agent
+        .wait_metric(
+            "notify_total",
+            |v| v >= n as f64 * 0.99,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(ok, "the agent received only {received} NOTIFYs");
+    let done = poll_until(Duration::from_secs(120), || {
+        (st.mirrored("/loss/") >= received as usize).then_some(())
+    })
+    .await;
+    let peak = sampler.peak_mib();
+    sampler.finish().await;
+    assert!(
+        done.is_some(),
+        "agent received {received} NOTIFYs, mirror got {}",
+        st.mirrored("/loss/")
+    );
+    let count = |sink: &Sink| {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for r in sink.requests() {
+            if r.target.starts_with("/loss/") {
+                *seen.entry(r.target.clone()).or_default() += 1;
+            }
+        }
+        seen
+    };
+    let (primary, mirror) = (count(&st.primary), count(&st.mirror));
+    assert_eq!(primary.len(), n, "primary distinct paths");
+    let dup: Vec<(&String, &usize)> = mirror.iter().filter(|(_, c)| **c > 1).collect();
+    let extra = mirror.keys().filter(|k| !primary.contains_key(*k)).count();
+    assert!(
+        dup.is_empty(),
+        "{} duplicated, e.g. {:?}",
+        dup.len(),
+        dup.first()
+    );
+    assert_eq!(extra, 0);
+    let acked = st.agent.metric("ack_total").await;
+    assert_eq!(acked, received, "NOTIFYs received vs ACKed");
+    // The agent lost nothing it received: one mirrored request per NOTIFY.
+    assert_eq!(
+        mirror.len() as f64,
+        received,
+        "NOTIFYs received vs requests mirrored"
+    );
+    // What the primary got and the mirror did not are events HAProxy itself failed to send
+    // (SPOE status != 0 in its log, e.g. st=1 with t_queue -1: stranded in its queue).
+    let lost: Vec<&String> = primary
+        .keys()
+        .filter(|k| !mirror.contains_key(*k))
+        .collect();
+    let spoe_failed = st.hap.spoe_errors();
+    assert!(
+        lost.len() <= spoe_failed.len(),
+        "{} requests not mirrored but only {} failed SPOE events in HAProxy's log: {:?}",
+        lost.len(),
+        spoe_failed.len(),
+        lost.first()
+    );
+    for c in [
+        "mirror_dropped_queue_full",
+        "mirror_dropped_memory",
+        "mirror_failed_other",
+    ] {
+        assert_eq!(st.agent.metric(c).await, 0.0, "{c}");
+    }
+    eprintln!(
+        "RELIABILITY loss: {n} requests through HAProxy {} in {took:?} ({:.0} req/s): agent \
+         received and ACKed {received} NOTIFYs, mirror got {} distinct, 0 duplicated, 0 lost \
+         by the agent; {} never sent by HAProxy (failed SPOE events: {:?}); agent peak RSS \
+         {peak:.1} MiB",
+        st.bin.label,
+        n as f64 / took.as_secs_f64(),
+        mirror.len(),
+        lost.len(),
+        spoe_failed
+    );
+}
+
+/// A `mirror` message with a body of `body_len` bytes.
+fn mirror_message_with_body(path: &str, body_len: usize) -> Vec<u8> {
+    wire::message(
+        b"mirror",
+        &[
+            (b"arg_method", wire::string(b"POST")),
+            (b"arg_path", wire::string(path.as_bytes())),
+            (b"arg_ver", wire::string(b"1.1")),
+            (
+                b"arg_hdrs",
+                wire::binary(b"\x04host\x0bexample.com\x00\x00"),
+            ),
+            (b"arg_body", wire::binary(&vec![b'x'; body_len])),
+        ],
+    )
+}
+
+/// Above capacity (mirror answers after 100 ms, 4 requests at once): drops happen only at the
+/// configured bound (the queue for small messages, the memory budget for large ones), each
+/// one counted, every message accounted for, and RSS stays bounded (sampled every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn overload_drops_only_at_the_bound_and_counts_them() {
+    let mut report = Vec::new();
+    for (name, body, args, bound) in [
+        (
+            "queue",
+            0usize,
+            ["--mirror-queue", "64", "--mirror-memory", "64M"],
+            "mirror_dropped_queue_full",
+        ),
+        (
+            "memory",
+            // Fits HAProxy-style 16 KiB frames (the session announces 16380).
+            12 * 1024,
+            ["--mirror-queue", "4096", "--mirror-memory", "512K"],
+            "mirror_dropped_memory",
+        ),
+    ] {
+        let sink = Sink::start("mirror").await;
+        sink.set_behavior(Behavior::Slow(Duration::from_millis(100)))
+            .await;
+        let agent = Agent::builder()
+            .mirror(&sink.url())
+            .args(["--mirror-concurrency", "4"])
+            .args(args)
+            .start()
+            .await;
+        let rss_start = rss_kib(agent.pid());
+        let sampler = RssSampler::start(agent.pid(), Duration::from_secs(1));
+        let per_conn = 5000u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        for conn in 0..4u64 {
+            let addr = agent.addr();
+            tasks.spawn(async move {
+                let mut c = session(addr).await;
+                let mut worst = Duration::ZERO;
+                for sid in 1..=per_conn {
+                    let msg = mirror_message_with_body(&format!("/over/{conn}/{sid}"), body);
+                    let t = Instant::now();
+                    c.send(&wire::notify(sid, 1, &msg)).await;
+                    assert_eq!(c.frame_hex().await, hex(&wire::ack(sid, 1)));
+                    worst = worst.max(t.elapsed());
+                }
+                worst
+            });
+        }
+        let mut worst = Duration::ZERO;
+        while let Some(w) = tasks.join_next().await {
+            worst = worst.max(w.expect("sender"));
+        }
+        let offered = 4 * per_conn;
+        let queued = agent.metric("mirror_queued_total").await;
+        let dropped_q = agent.metric("mirror_dropped_queue_full").await;
+        let dropped_m = agent.metric("mirror_dropped_memory").await;
+        assert_eq!(
+            queued + dropped_q + dropped_m,
+            offered as f64,
+            "{name}: queued {queued} + dropped {dropped_q}/{dropped_m} != {offered}"
+        );
+        let dropped_at_bound = agent.metric(bound).await;
+        assert!(dropped_at_bound > 0.0, "{name}: nothing dropped at {bound}");
+        assert_eq!(
+            dropped_q + dropped_m,
+            dropped_at_bound,
+            "{name}: drops elsewhere than {bound}"
+        );
+        // What was accepted is delivered.
+        let (sent, ok) = agent
+            .wait_metric(
+                "mirror_status_2xx",
+                |v| v >= queued,
+                Duration::from_secs(120),
+            )
+            .await;
+        let peak = sampler.peak_mib();
+        sampler.finish().await;
+        assert!(ok, "{name}: {sent} of {queued} accepted were delivered");
+        assert!(
+            peak - rss_start as f64 / 1024.0 < 64.0,
+            "{name}: RSS {:.1} -> peak {peak:.1} MiB",
+            rss_start as f64 / 1024.0
+        );
+        report.push(format!(
+            "{name} bound: {offered} offered ({body} B bodies), {queued} queued and delivered, \
+             {dropped_at_bound} dropped at {bound}, worst ACK {:.1} ms, RSS {:.1} -> peak {peak:.1} MiB",
+            ms(worst),
+            rss_start as f64 / 1024.0
+        ));
+    }
+    eprintln!("RELIABILITY overload: {}", report.join("; "));
+}
+
+/// A steady rate through HAProxy 2.6 for `SOAK_SECS` (default 60; scripts/soak.sh: 600) at
+/// `SOAK_RATE` requests/s (default 200): RSS and descriptors flat (start after a 10 s warm-up,
+/// peak, end), every request mirrored, no SPOE error in HAProxy's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn soak_steady_rate() {
+    let Some(st) = Stack::start(&[]).await else {
+        return;
+    };
+    let secs = env_num("SOAK_SECS", 60);
+    let rate = env_num("SOAK_RATE", 200).max(4);
+    let pid = st.agent.pid();
+    let mport = st.mirror.port();
+    let frontend = st.hap.addr();
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..4 {
+        let (sent, failed, stop) = (sent.clone(), failed.clone(), stop.clone());
+        let period = Duration::from_secs_f64(4.0 / rate as f64);
+        clients.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut conn = HttpConn::connect(frontend).await.expect("connect");
+            for i in 0..u64::MAX {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tick.tick().await;
+                match conn.get(&format!("/soak/{c}/{i}")).await {
+                    Ok(r) if r.status == 200 => {}
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(n) = HttpConn::connect(frontend).await {
+                            conn = n;
+                        }
+                    }
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (rss_start, fds_start) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+    let (mut rss_peak, mut fds_peak) = (rss_start, fds_start);
+    let samples = secs.saturating_sub(10) / 10;
+    let mut trace = Vec::new();
+    for _ in 0..samples.max(1) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (r, f) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+        rss_peak = rss_peak.max(r);
+        fds_peak = fds_peak.max(f);
+        trace.push(format!("{:.1}/{f}", r as f64 / 1024.0));
+    }
+    stop.store(true, Ordering::Relaxed);
+    while clients.join_next().await.is_some() {}
+    let (rss_end, fds_end) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+    let total = sent.load(Ordering::Relaxed) as usize;
+    let mirrored = poll_until(Duration::from_secs(60), || {
+        let n = st.mirrored("/soak/");
+        (n >= total).then_some(n)
+    })
+    .await
+    .unwrap_or_else(|| st.mirrored("/soak/"));
+    let hap_errors = st.hap.spoe_errors();
+    let alerts: Vec<String> = st
+        .hap
+        .log()
+        .lines()
+        .filter(|l| l.contains("[ALERT]") || l.contains("[WARNING]"))
+        .map(String::from)
+        .collect();
+    eprintln!(
+        "RELIABILITY soak: {secs} s at {rate}/s through HAProxy {}: {total} requests, {} failed, \
+         {mirrored} mirrored; RSS MiB start {:.1} peak {:.1} end {:.1}; fds (mirror pool \
+         excluded) start {fds_start} peak {fds_peak} end {fds_end}; SPOE errors {}, \
+         alerts/warnings {}; trace RSS/fds every 10 s: {}",
+        st.bin.label,
+        failed.load(Ordering::Relaxed),
+        rss_start as f64 / 1024.0,
+        rss_peak as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        hap_errors.len(),
+        alerts.len(),
+        trace.join(" ")
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(mirrored, total);
+    assert!(hap_errors.is_empty(), "{hap_errors:?}");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert!(fds_end <= fds_start, "fds {fds_start} -> {fds_end}");
+    assert!(
+        rss_end <= rss_start + 8 * 1024,
+        "RSS {rss_start} -> {rss_end} KiB"
+    );
+}
