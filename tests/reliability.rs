@@ -320,13 +320,24 @@ async fn hostile_bytes_are_refused_without_allocation_or_disturbance() {
     let mut fresh = session(agent.addr()).await;
     timed_notify(&mut fresh, 1, "/after").await;
 
-    // One line per hostile connection in the log (the connection span names the peer).
+    // One line per hostile connection in the log (the connection span names the peer). The
+    // agent writes its log from a background thread: wait until every peer appears.
+    let lines_for = |log: &str, peer: &SocketAddr| {
+        log.lines()
+            .filter(|l| l.contains(&format!("peer={peer}")))
+            .count()
+    };
+    poll_until(Duration::from_secs(10), || {
+        let log = agent.output();
+        peers
+            .iter()
+            .all(|(_, p)| lines_for(&log, p) > 0)
+            .then_some(())
+    })
+    .await;
     let log = agent.output();
     for (what, peer) in &peers {
-        let lines = log
-            .lines()
-            .filter(|l| l.contains(&format!("peer={peer}")))
-            .count();
+        let lines = lines_for(&log, peer);
         assert_eq!(lines, 1, "{what} ({peer}): {lines} log lines\n{log}");
     }
     assert_eq!(
