@@ -419,15 +419,28 @@ async fn idle_timeout_closes_silent_connections_of_the_binary() {
 #[ignore]
 async fn slowloris_binary_30s_frame_timeout() {
     let agent = Agent::start(&[]).await;
-    let mut slow = session(agent.addr()).await;
+    // A raw socket: the support client gives up after 10 s of silence.
+    let mut slow = TcpStream::connect(agent.addr()).await.unwrap();
+    slow.write_all(&wire::haproxy_hello(16380, ""))
+        .await
+        .unwrap();
+    let mut hello = [0u8; 512];
+    let n = slow.read(&mut hello).await.unwrap();
+    assert_eq!(
+        hello.get(4),
+        Some(&wire::T_AGENT_HELLO),
+        "{}",
+        hex(&hello[..n])
+    );
     let frame = wire::notify(1, 1, &wire::mirror_message("/slow"));
-    slow.send(frame.get(..10).unwrap()).await;
+    slow.write_all(frame.get(..10).unwrap()).await.unwrap();
     let started = Instant::now();
     let mut other = session(agent.addr()).await;
     timed_notify(&mut other, 1, "/other").await;
-    let mut s = slow;
-    s.assert_disconnect(2).await;
+    let (answer, closed) = read_to_close(&mut slow, Duration::from_secs(45)).await;
     let took = started.elapsed();
+    assert!(closed, "still open after {took:?}");
+    assert_eq!(hex(&answer), hex(&wire::agent_disconnect(2)));
     assert!(
         took >= Duration::from_secs(29) && took < Duration::from_secs(40),
         "{took:?}"
