@@ -43,6 +43,8 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 pub struct Built {
     pub client: HttpClient,
     pub forward_headers: HeaderList,
+    /// Requests go through a forward proxy (an `http://` mirror behind `-x`).
+    pub forward_proxy: bool,
     /// For the startup log line: `direct`, `proxy host:port` or `bypassed (-N)`.
     pub route: String,
 }
@@ -56,6 +58,7 @@ pub fn build(cfg: &MirrorConfig, stats: Arc<Stats>) -> Result<Built, Error> {
     let tcp = Tcp::new(cfg, connect_timeout, stats)?;
 
     let mut forward_headers = Vec::new();
+    let mut forward_proxy = false;
     let (route, route_text) = match &cfg.proxy {
         None => (Route::Direct, "direct".to_owned()),
         Some(proxy) => match proxy_intercept(proxy, &cfg.url)? {
@@ -76,6 +79,7 @@ pub fn build(cfg: &MirrorConfig, stats: Arc<Stats>) -> Result<Built, Error> {
                     )
                 } else {
                     forward_headers = headers;
+                    forward_proxy = true;
                     (Route::Forward(proxy_uri), text)
                 }
             }
@@ -101,6 +105,7 @@ pub fn build(cfg: &MirrorConfig, stats: Arc<Stats>) -> Result<Built, Error> {
     Ok(Built {
         client,
         forward_headers,
+        forward_proxy,
         route: route_text,
     })
 }

@@ -113,6 +113,7 @@ impl Mirror {
             base,
             client: built.client,
             forward_headers: built.forward_headers,
+            forward_proxy: built.forward_proxy,
             timeout: cfg.timeout,
         };
         let (queue, rx) = mpsc::channel(cfg.queue_size);
@@ -400,6 +401,8 @@ struct Target {
     client: client::HttpClient,
     /// `Proxy-Authorization` and `-H` headers when requests go through a forward proxy.
     forward_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Requests go through a forward proxy, which reads the request's own headers.
+    forward_proxy: bool,
     /// The whole exchange, connect and reading the response body included.
     timeout: Duration,
 }
@@ -430,13 +433,26 @@ impl Target {
             down: 0,
             result: Ok(()),
         };
-        let http_req = match request::build(req, &self.base, &self.forward_headers) {
+        let mut http_req = match request::build(req, &self.base, &[]) {
             Ok(r) => r,
             Err(e) => {
                 d.result = Err(Failure::Other(e.to_string()));
                 return d;
             }
         };
+        if self.forward_proxy {
+            // The proxy reads these headers itself. The client's Proxy-Authorization was meant
+            // for some other proxy: its credentials never go to ours. Our `-U`/`-H` headers
+            // replace any the client sent under the same names.
+            let headers = http_req.headers_mut();
+            headers.remove(http::header::PROXY_AUTHORIZATION);
+            for (name, _) in &self.forward_headers {
+                headers.remove(name);
+            }
+            for (name, value) in &self.forward_headers {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         d.url = http_req.uri().to_string();
         d.result = match tokio::time::timeout(self.timeout, self.exchange(http_req, &mut d)).await {
             Ok(result) => result,
