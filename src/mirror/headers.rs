@@ -38,7 +38,7 @@ pub enum HeaderError {
 
 /// Parses `req.hdrs_bin`. The block must end with `00 00` and nothing may follow it.
 pub fn parse_hdrs_bin(block: &Bytes) -> Result<HeaderList, HeaderError> {
-    let mut headers = HeaderList::new();
+    let mut headers = HeaderList::with_capacity(capacity_for(block));
     let mut pos = 0usize;
     loop {
         let name = take_string(block, &mut pos)?;
@@ -54,6 +54,12 @@ pub fn parse_hdrs_bin(block: &Bytes) -> Result<HeaderList, HeaderError> {
         return Err(HeaderError::TrailingGarbage(rest));
     }
     Ok(headers)
+}
+
+/// Room for the headers of a block, so the list is allocated once: browser headers average
+/// 30-40 bytes; one more slot for the Content-Length that may be added.
+fn capacity_for(block: &Bytes) -> usize {
+    (block.len() / 24 + 1).min(64)
 }
 
 /// One varint-length-prefixed string starting at `*pos`; advances `*pos` past it.
@@ -78,7 +84,7 @@ fn take_string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HeaderError> {
 /// rewritten block that lost its final CRLF still parses. Leading and trailing whitespace of
 /// a value is not part of it (RFC 9110 §5.5).
 pub fn parse_hdrs_text(block: &Bytes) -> Result<HeaderList, HeaderError> {
-    let mut headers = HeaderList::new();
+    let mut headers = HeaderList::with_capacity(capacity_for(block));
     let mut pos = 0usize;
     while pos < block.len() {
         let rest = block.get(pos..).unwrap_or_default();

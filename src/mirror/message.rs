@@ -326,16 +326,15 @@ pub fn forwardable_headers(
 
     let mut content_length: Option<u64> = None;
     let mut has_host = false;
-    let mut out = HeaderList::with_capacity(headers.len() + 1);
-    for (name, value) in headers {
-        if HOP_BY_HOP.contains(&name.as_str()) || listed.contains(&name) {
-            continue;
-        }
+    // Filtered in place: the parsers leave room for the Content-Length pushed below.
+    let mut out = headers;
+    out.retain(|(name, _)| {
+        let hop = HOP_BY_HOP.contains(&name.as_str()) || listed.contains(name);
+        // With Transfer-Encoding, Content-Length is ignored (RFC 9112 §6.3) and replaced.
+        !hop && !(chunked && name == CONTENT_LENGTH)
+    });
+    for (name, value) in &out {
         if name == CONTENT_LENGTH {
-            // With Transfer-Encoding, Content-Length is ignored (RFC 9112 §6.3) and replaced.
-            if chunked {
-                continue;
-            }
             for part in value.as_bytes().split(|&b| b == b',') {
                 let n = parse_u64(trim(part)).ok_or(Invalid::ContentLength)?;
                 if content_length.is_some_and(|c| c != n) {
@@ -345,7 +344,6 @@ pub fn forwardable_headers(
             }
         }
         has_host |= name == HOST;
-        out.push((name, value));
     }
 
     let body = u64::try_from(body_len).map_err(|_| Invalid::BodyTooLong)?;
