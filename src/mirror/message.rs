@@ -331,7 +331,8 @@ pub fn forwardable_headers(
     out.retain(|(name, _)| {
         let hop = HOP_BY_HOP.contains(&name.as_str()) || listed.contains(name);
         // With Transfer-Encoding, Content-Length is ignored (RFC 9112 §6.3) and replaced.
-        !hop && !(chunked && name == CONTENT_LENGTH)
+        let replaced_length = chunked && name == CONTENT_LENGTH;
+        !(hop || replaced_length)
     });
     for (name, value) in &out {
         if name == CONTENT_LENGTH {
