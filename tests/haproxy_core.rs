@@ -27,34 +27,6 @@ const CLIENT_CONNECTIONS: usize = 4;
 /// Upper bound for anything that should happen "soon" (a counter catching up, a check).
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// One test per HAProxy version for the scenario `async fn $name(bin: HaproxyBin)`.
-macro_rules! per_haproxy {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_2_6() {
-                if let Some(bin) = crate::common::haproxy::haproxy_26() {
-                    super::$name(bin).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_2_8() {
-                if let Some(bin) = crate::common::haproxy::haproxy_28() {
-                    super::$name(bin).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_3() {
-                if let Some(bin) = crate::common::haproxy::haproxy_3() {
-                    super::$name(bin).await;
-                }
-            }
-        }
-    };
-}
-
 /// Wait until the health check has passed (`check_status` L7OK: the agent answered the
 /// health-check HELLO) and the agent's server is UP.
 async fn assert_agent_up(hap: &Haproxy) {

@@ -26,33 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
-macro_rules! per_haproxy {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_2_6() {
-                if let Some(bin) = crate::common::haproxy::haproxy_26() {
-                    super::$name(bin).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_2_8() {
-                if let Some(bin) = crate::common::haproxy::haproxy_28() {
-                    super::$name(bin).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn haproxy_3() {
-                if let Some(bin) = crate::common::haproxy::haproxy_3() {
-                    super::$name(bin).await;
-                }
-            }
-        }
-    };
-}
-
 /// One client request. `raw` is sent as is over HTTP/1.x; `h2` requests go through curl.
 struct Req {
     id: usize,

@@ -17,6 +17,37 @@
 //! process exiting, a counter in another process), always with a deadline.
 #![allow(dead_code)]
 
+/// One `#[tokio::test]` per HAProxy version (2.6, 2.8, 3.x) for the scenario
+/// `async fn $name(bin: HaproxyBin)`; a version whose binary is not found is skipped (or fails
+/// in CI, see [`haproxy`]).
+#[macro_export]
+macro_rules! per_haproxy {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_2_6() {
+                if let Some(bin) = $crate::common::haproxy::haproxy_26() {
+                    super::$name(bin).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_2_8() {
+                if let Some(bin) = $crate::common::haproxy::haproxy_28() {
+                    super::$name(bin).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn haproxy_3() {
+                if let Some(bin) = $crate::common::haproxy::haproxy_3() {
+                    super::$name(bin).await;
+                }
+            }
+        }
+    };
+}
+
 pub mod agent;
 pub mod client;
 pub mod haproxy;
