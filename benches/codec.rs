@@ -4,6 +4,7 @@
 //! Run with `cargo bench --bench codec`. Besides criterion's timings, the bench prints the heap
 //! allocations each operation makes, counted by a wrapping global allocator.
 
+mod support;
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, Criterion};
 use spoa_mirror::mirror::{self, Base, Notes};
@@ -12,6 +13,7 @@ use spoa_mirror::spop::{
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
+use support::hdrs_bin;
 
 /// Counts allocations so the bench can report allocations per operation.
 struct Counting;
@@ -60,18 +62,6 @@ pub fn browser_headers() -> Vec<(&'static str, &'static str)> {
         ("sec-fetch-site", "same-origin"),
         ("priority", "u=0, i"),
     ]
-}
-
-pub fn hdrs_bin(headers: &[(&str, &str)]) -> Bytes {
-    let mut out = Vec::new();
-    for (n, v) in headers {
-        spoa_mirror::spop::varint::encode(n.len() as u64, &mut out);
-        out.extend_from_slice(n.as_bytes());
-        spoa_mirror::spop::varint::encode(v.len() as u64, &mut out);
-        out.extend_from_slice(v.as_bytes());
-    }
-    out.extend_from_slice(&[0, 0]);
-    Bytes::from(out)
 }
 
 fn string(s: &'static str) -> TypedData {

@@ -21,6 +21,7 @@
 //! `--rate N` paces the whole run to N NOTIFY/s (0 = as fast as the depth allows), to measure
 //! latency below capacity.
 
+mod support;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -35,6 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::hdrs_bin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -167,18 +169,6 @@ async fn run_sink(listener: TcpListener, sink: Arc<Sink>, delay: Duration) {
                 .await;
         });
     }
-}
-
-fn hdrs_bin(headers: &[(&str, &str)]) -> Bytes {
-    let mut out = Vec::new();
-    for (n, v) in headers {
-        spoa_mirror::spop::varint::encode(n.len() as u64, &mut out);
-        out.extend_from_slice(n.as_bytes());
-        spoa_mirror::spop::varint::encode(v.len() as u64, &mut out);
-        out.extend_from_slice(v.as_bytes());
-    }
-    out.extend_from_slice(&[0, 0]);
-    Bytes::from(out)
 }
 
 /// The NOTIFY payloads of the mix: 70 % browser GET, 20 % 1 KiB JSON POST, 10 % 4 KiB POST.
