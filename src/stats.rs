@@ -1,5 +1,9 @@
 //! Counters shared by every part of the agent, read by the `-i` monitor line and the
-//! Prometheus endpoint. Plain relaxed atomics: a counter per event, no lock on any hot path.
+//! Prometheus endpoint. One atomic per counter, no lock on any hot path.
+//!
+//! Updates are `Release` and reads `Acquire` (on x86 the same instructions as relaxed ones), so
+//! a reader that sees a counter that is bumped last (`mirror_sent_total`, `ack_total`) also
+//! sees every update made before it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -95,9 +99,10 @@ pub struct Stats {
     // --- mirror side
     /// Mirror messages accepted into the queue.
     pub mirror_queued_total: AtomicU64,
-    /// Requests sent to the mirror (a response or an error followed).
+    /// Requests whose delivery ended: each is counted once more in exactly one outcome, a
+    /// status class (a response read to its end) or a failure kind. Bumped after the outcome.
     pub mirror_sent_total: AtomicU64,
-    /// Mirror answered with a status of class 1xx/2xx/3xx/4xx/5xx.
+    /// The mirror's response, read to its end, had a status of class 1xx/2xx/3xx/4xx/5xx.
     pub mirror_status_1xx: AtomicU64,
     pub mirror_status_2xx: AtomicU64,
     pub mirror_status_3xx: AtomicU64,
@@ -107,22 +112,26 @@ pub struct Stats {
     pub mirror_failed_connect: AtomicU64,
     /// The request did not finish within the total timeout.
     pub mirror_failed_timeout: AtomicU64,
-    /// Any other failure after connecting (reset, garbage answer, ...).
+    /// Any other failure after connecting (reset, garbage answer, body cut short, a status
+    /// outside 100–599, ...).
     pub mirror_failed_other: AtomicU64,
     /// Dropped because the queue was full.
     pub mirror_dropped_queue_full: AtomicU64,
     /// Dropped because the queued-bytes budget was used up.
     pub mirror_dropped_memory: AtomicU64,
-    /// Dropped at shutdown when the drain deadline passed.
+    /// Dropped because the agent is stopping: offered after the stop began, or still queued
+    /// or in flight when the drain deadline passed.
     pub mirror_dropped_shutdown: AtomicU64,
     /// Not sent: the message could not make a valid HTTP request (missing/invalid arguments,
-    /// malformed headers, bad method or target).
+    /// malformed headers, bad method or target, or a URI that cannot be built).
     pub mirror_skipped_invalid: AtomicU64,
     /// Not sent: HAProxy handed over a body shorter than its Content-Length.
     pub mirror_skipped_truncated: AtomicU64,
-    /// Messages in the queue now, and their bytes.
+    /// Messages in the queue now (waiting for a request slot), and their bytes.
     pub mirror_queued: AtomicU64,
     pub mirror_queued_bytes: AtomicU64,
+    /// Bytes of queued and in-flight requests now: what `--mirror-memory` bounds.
+    pub mirror_memory_bytes: AtomicU64,
     /// Requests on the wire now.
     pub mirror_in_flight: AtomicU64,
     /// New TCP connections opened to the mirror (or proxy).
@@ -131,17 +140,27 @@ pub struct Stats {
     pub mirror_latency: Histogram,
 }
 
-/// Shorthand for `counter.fetch_add(1, Relaxed)`.
+/// Adds one.
 pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    counter.fetch_add(1, Ordering::Release);
 }
 
-/// Shorthand for `counter.fetch_sub(1, Relaxed)`.
+/// Takes one away (gauges).
 pub fn dec(counter: &AtomicU64) {
-    counter.fetch_sub(1, Ordering::Relaxed);
+    counter.fetch_sub(1, Ordering::Release);
 }
 
-/// Shorthand for `counter.load(Relaxed)`.
+/// Adds `n` (gauges of bytes).
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Release);
+}
+
+/// Takes `n` away (gauges of bytes).
+pub fn sub(counter: &AtomicU64, n: u64) {
+    counter.fetch_sub(n, Ordering::Release);
+}
+
+/// Reads a counter.
 pub fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
+    counter.load(Ordering::Acquire)
 }

@@ -1126,3 +1126,110 @@ async fn one_log_line_per_request_in_the_original_format() {
         "{text}"
     );
 }
+
+/// Issue 11, finding 4: each counter counts exactly one thing.
+/// - A request that cannot be built is skipped as invalid, never "sent".
+/// - `mirror_queued_bytes` holds only what waits in the queue; `mirror_memory_bytes` holds
+///   queued plus in flight (what the budget bounds).
+/// - Every ended delivery is in `mirror_sent_total` and in exactly one outcome counter.
+#[tokio::test]
+async fn counters_count_one_thing_each() {
+    let outcomes = |s: &Stats| {
+        [
+            &s.mirror_status_1xx,
+            &s.mirror_status_2xx,
+            &s.mirror_status_3xx,
+            &s.mirror_status_4xx,
+            &s.mirror_status_5xx,
+            &s.mirror_failed_connect,
+            &s.mirror_failed_timeout,
+            &s.mirror_failed_other,
+        ]
+        .iter()
+        .map(|c| get(c))
+        .sum::<u64>()
+    };
+
+    // A target that passes parse() but, behind a 600-byte `-u` path, makes a URI longer than
+    // the http crate allows: the request cannot be built, nothing goes on the wire.
+    let mut sink = Sink::start().await;
+    let stats = Arc::new(Stats::default());
+    let url = format!("http://{}/{}", sink.addr, "p".repeat(600));
+    let mirror = Mirror::new(config(&url), stats.clone()).unwrap();
+    let long_target = format!("/{}", "t".repeat(65_000));
+    mirror.handle(vec![mirror_message(
+        "GET",
+        long_target.as_bytes(),
+        "1.1",
+        &[("host", b"h")],
+        b"",
+    )]);
+    wait_until(Duration::from_secs(5), "the build failure counted", || {
+        get(&stats.mirror_skipped_invalid) == 1
+    })
+    .await;
+    mirror.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(get(&stats.mirror_sent_total), 0, "nothing was sent");
+    assert_eq!(get(&stats.mirror_failed_other), 0);
+    assert_eq!(get(&stats.mirror_memory_bytes), 0);
+    sink.assert_no_more();
+
+    // One request in flight to a slow mirror, one waiting behind it (concurrency 1).
+    let mut sink = Sink::start().await;
+    sink.delay_ms.store(300, Ordering::SeqCst);
+    let stats = Arc::new(Stats::default());
+    let mut cfg = config(&format!("http://{}", sink.addr));
+    cfg.concurrency = 1;
+    let mirror = Mirror::new(cfg, stats.clone()).unwrap();
+    let body = vec![b'x'; 1000];
+    let req = |path: &'static [u8]| {
+        mirror_message("POST", path, "1.1", &[("host", b"h")], body.as_slice())
+    };
+    mirror.handle(vec![req(b"/first")]);
+    sink.next().await;
+    // The first is on the wire: it holds memory but is not queued.
+    assert_eq!(get(&stats.mirror_in_flight), 1);
+    assert_eq!(get(&stats.mirror_queued), 0);
+    assert_eq!(
+        get(&stats.mirror_queued_bytes),
+        0,
+        "in flight is not queued"
+    );
+    let one = get(&stats.mirror_memory_bytes);
+    assert!(one >= 1000, "memory held by the in-flight request: {one}");
+    mirror.handle(vec![req(b"/again")]);
+    assert_eq!(get(&stats.mirror_queued), 1);
+    assert_eq!(get(&stats.mirror_queued_bytes), one);
+    assert_eq!(get(&stats.mirror_memory_bytes), 2 * one);
+    sink.next().await;
+    wait_until(Duration::from_secs(5), "both delivered", || {
+        get(&stats.mirror_sent_total) == 2
+    })
+    .await;
+    assert_eq!(get(&stats.mirror_status_2xx), 2);
+    assert_eq!(outcomes(&stats), 2);
+    assert_eq!(get(&stats.mirror_memory_bytes), 0);
+    assert_eq!(get(&stats.mirror_queued_bytes), 0);
+
+    // A failure of each kind: each ended delivery is counted once, in one outcome.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stats = Arc::new(Stats::default());
+    let refused = Mirror::new(config(&format!("http://127.0.0.1:{port}")), stats.clone()).unwrap();
+    refused.handle(vec![req(b"/refused")]);
+    let mut cfg = config(&format!("http://{}", sink.addr));
+    cfg.timeout = Duration::from_millis(100);
+    let slow = Mirror::new(cfg, stats.clone()).unwrap();
+    slow.handle(vec![req(b"/timeout")]);
+    wait_until(Duration::from_secs(5), "both failures", || {
+        get(&stats.mirror_sent_total) == 2
+    })
+    .await;
+    assert_eq!(get(&stats.mirror_failed_connect), 1);
+    assert_eq!(get(&stats.mirror_failed_timeout), 1);
+    assert_eq!(outcomes(&stats), 2);
+}

@@ -422,6 +422,12 @@ impl AgentUnderTest {
                     "mirror_skipped_invalid" => &stats.mirror_skipped_invalid,
                     "mirror_skipped_truncated" => &stats.mirror_skipped_truncated,
                     "mirror_status_2xx" => &stats.mirror_status_2xx,
+                    "mirror_status_3xx" => &stats.mirror_status_3xx,
+                    "mirror_status_4xx" => &stats.mirror_status_4xx,
+                    "mirror_status_5xx" => &stats.mirror_status_5xx,
+                    "mirror_failed_connect" => &stats.mirror_failed_connect,
+                    "mirror_failed_timeout" => &stats.mirror_failed_timeout,
+                    "mirror_failed_other" => &stats.mirror_failed_other,
                     other => panic!("counter {other} not wired in this test"),
                 };
                 get(c)
@@ -570,7 +576,24 @@ async fn check_fidelity(
     );
     assert_eq!(agent.counter("mirror_skipped_invalid").await, 0);
     assert_eq!(agent.counter("mirror_skipped_truncated").await, 0);
-    assert_eq!(agent.counter("mirror_status_2xx").await, n as u64);
+    // mirror_sent_total is bumped after the outcome counter, so every outcome is in by now.
+    let mut outcomes = Vec::new();
+    for name in [
+        "mirror_status_2xx",
+        "mirror_status_3xx",
+        "mirror_status_4xx",
+        "mirror_status_5xx",
+        "mirror_failed_connect",
+        "mirror_failed_timeout",
+        "mirror_failed_other",
+    ] {
+        outcomes.push((name, agent.counter(name).await));
+    }
+    assert_eq!(
+        outcomes.first().map(|o| o.1),
+        Some(n as u64),
+        "every mirror request answered 2xx: {outcomes:?}"
+    );
 
     let by_id = |set: &[Recorded], id: usize| -> Vec<Recorded> {
         set.iter()
@@ -630,3 +653,26 @@ async fn check_fidelity(
 
 per_haproxy!(fidelity);
 per_haproxy!(fidelity_binary);
+
+/// The recording sink answers HEAD with headers only. It used to send the body too, which a
+/// keep-alive client (HAProxy as the primary's client, the agent as the mirror's) reads as the
+/// start of the next response: HAProxy answered the next request 502, the agent counted a
+/// failure (issue 11, finding 6). Two HEADs and a GET on one connection must all parse.
+#[tokio::test]
+async fn sink_answers_head_without_a_body() {
+    let sink = Sink::start("primary").await;
+    let mut conn = HttpConn::connect(sink.addr()).await.unwrap();
+    for (method, target) in [("HEAD", "/a"), ("HEAD", "/b"), ("GET", "/c")] {
+        let raw = format!("{method} {target} HTTP/1.1\r\nhost: s\r\n\r\n");
+        let resp = tokio::time::timeout(
+            Duration::from_secs(5),
+            conn.send_raw(method, raw.as_bytes()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{method} {target}: no answer"))
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+        assert_eq!(resp.status, 200, "{method} {target}");
+        let want: &[u8] = if method == "HEAD" { b"" } else { RESPONSE_BODY };
+        assert_eq!(resp.body, want, "{method} {target}");
+    }
+}

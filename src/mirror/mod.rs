@@ -24,7 +24,7 @@ pub use request::Base;
 use crate::config::MirrorConfig;
 use crate::handler::NotifyHandler;
 use crate::spop::Message;
-use crate::stats::{dec, inc, Stats};
+use crate::stats::{add, dec, inc, sub, Stats};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -69,7 +69,7 @@ struct Inner {
     queue: mpsc::Sender<Job>,
     stats: Arc<Stats>,
     /// Bytes of queued and in-flight requests allowed (`memory_budget`); the bytes in use are
-    /// `stats.mirror_queued_bytes`.
+    /// `stats.mirror_memory_bytes`.
     budget: u64,
     target: Target,
     /// Stop taking jobs (shutdown started).
@@ -218,7 +218,7 @@ impl Inner {
         let size = u64::try_from(request.size()).unwrap_or(u64::MAX);
         let reserved =
             stats
-                .mirror_queued_bytes
+                .mirror_memory_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                     used.checked_add(size).filter(|&n| n <= self.budget)
                 });
@@ -227,11 +227,13 @@ impl Inner {
             self.warn_drop("memory budget used up");
             return;
         }
-        inc(&stats.mirror_queued);
+        add(&stats.mirror_queued, 1);
+        add(&stats.mirror_queued_bytes, size);
         match self.queue.try_send(Job { request, size }) {
             Ok(()) => inc(&stats.mirror_queued_total),
             Err(e) => {
-                dec(&stats.mirror_queued);
+                sub(&stats.mirror_queued, 1);
+                sub(&stats.mirror_queued_bytes, size);
                 self.release(size);
                 match e {
                     mpsc::error::TrySendError::Full(_) => {
@@ -244,10 +246,9 @@ impl Inner {
         }
     }
 
+    /// Gives back the memory of a job that ended (delivered, failed or dropped).
     fn release(&self, size: u64) {
-        self.stats
-            .mirror_queued_bytes
-            .fetch_sub(size, Ordering::Relaxed);
+        sub(&self.stats.mirror_memory_bytes, size);
     }
 
     fn warn_drop(&self, why: &str) {
@@ -283,7 +284,8 @@ impl Inner {
     /// One job from the queue to its end: deliver, count, log.
     async fn run(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
         let stats = &self.stats;
-        dec(&stats.mirror_queued);
+        sub(&stats.mirror_queued, 1);
+        sub(&stats.mirror_queued_bytes, job.size);
         inc(&stats.mirror_in_flight);
         let started = Instant::now();
         let delivery = tokio::select! {
@@ -295,29 +297,43 @@ impl Inner {
         self.release(job.size);
         match delivery {
             None => inc(&stats.mirror_dropped_shutdown),
-            Some(d) => self.record(&job.request, &d, started.elapsed()),
+            Some(Err(e)) => {
+                // parse() accepted the message, yet no HTTP request could be made of it
+                // (e.g. the mirror's path prefix and the target together are not a valid
+                // URI): nothing went on the wire.
+                inc(&stats.mirror_skipped_invalid);
+                if self.warn_invalid.allow() {
+                    tracing::warn!("mirror request skipped: {e}");
+                }
+            }
+            Some(Ok(d)) => self.record(&job.request, &d, started.elapsed()),
         }
     }
 
     fn record(&self, req: &MirrorRequest, d: &Delivery, elapsed: Duration) {
         let stats = &self.stats;
-        inc(&stats.mirror_sent_total);
-        if let Some(status) = d.status {
-            match status.as_u16() {
-                100..=199 => inc(&stats.mirror_status_1xx),
-                200..=299 => inc(&stats.mirror_status_2xx),
-                300..=399 => inc(&stats.mirror_status_3xx),
-                400..=499 => inc(&stats.mirror_status_4xx),
-                500..=599 => inc(&stats.mirror_status_5xx),
-                _ => {}
+        // Each request lands in exactly one outcome counter: a status class for a response
+        // read to its end, a failure kind otherwise. `mirror_sent_total` comes last, so a
+        // reader that sees it at n also sees the outcomes of those n requests.
+        match (&d.result, d.status) {
+            (Ok(()), Some(status)) => {
+                match status.as_u16() {
+                    100..=199 => inc(&stats.mirror_status_1xx),
+                    200..=299 => inc(&stats.mirror_status_2xx),
+                    300..=399 => inc(&stats.mirror_status_3xx),
+                    400..=499 => inc(&stats.mirror_status_4xx),
+                    500..=599 => inc(&stats.mirror_status_5xx),
+                    // hyper accepts 600–999; no class means anything there: a broken answer.
+                    _ => inc(&stats.mirror_failed_other),
+                }
+                stats.mirror_latency.record(elapsed);
             }
+            (Ok(()), None) => inc(&stats.mirror_failed_other),
+            (Err(Failure::Connect(_)), _) => inc(&stats.mirror_failed_connect),
+            (Err(Failure::Timeout), _) => inc(&stats.mirror_failed_timeout),
+            (Err(Failure::Other(_)), _) => inc(&stats.mirror_failed_other),
         }
-        match &d.result {
-            Ok(()) => stats.mirror_latency.record(elapsed),
-            Err(Failure::Connect(_)) => inc(&stats.mirror_failed_connect),
-            Err(Failure::Timeout) => inc(&stats.mirror_failed_timeout),
-            Err(Failure::Other(_)) => inc(&stats.mirror_failed_other),
-        }
+        inc(&stats.mirror_sent_total);
         let version = match d.version {
             None => "HTTP/???",
             Some(Version::HTTP_10) => "HTTP/1.0",
@@ -387,7 +403,8 @@ async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, concurrency: u
 
 impl Inner {
     fn abandon(&self, job: Job) {
-        dec(&self.stats.mirror_queued);
+        sub(&self.stats.mirror_queued, 1);
+        sub(&self.stats.mirror_queued_bytes, job.size);
         self.release(job.size);
         inc(&self.stats.mirror_dropped_shutdown);
     }
@@ -425,7 +442,9 @@ enum Failure {
 }
 
 impl Target {
-    async fn deliver(&self, req: &MirrorRequest) -> Delivery {
+    /// Sends one request and reads its answer; `Err` when no request could be built (nothing
+    /// was sent).
+    async fn deliver(&self, req: &MirrorRequest) -> Result<Delivery, Error> {
         let mut d = Delivery {
             url: String::new(),
             status: None,
@@ -433,13 +452,7 @@ impl Target {
             down: 0,
             result: Ok(()),
         };
-        let mut http_req = match request::build(req, &self.base, &[]) {
-            Ok(r) => r,
-            Err(e) => {
-                d.result = Err(Failure::Other(e.to_string()));
-                return d;
-            }
-        };
+        let mut http_req = request::build(req, &self.base, &[])?;
         if self.forward_proxy {
             // The proxy reads these headers itself. The client's Proxy-Authorization was meant
             // for some other proxy: its credentials never go to ours. Our `-U`/`-H` headers
@@ -458,7 +471,7 @@ impl Target {
             Ok(result) => result,
             Err(_) => Err(Failure::Timeout),
         };
-        d
+        Ok(d)
     }
 
     /// Sends the request and reads the whole response body, so the connection can be reused.

@@ -296,6 +296,10 @@ async fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
         };
         let close = head.version == "HTTP/1.0"
             || http::header_has_token(&head.headers, "connection", "close");
+        // A response to HEAD has no body (RFC 9110 §9.3.2), whatever its Content-Length says.
+        // Sending one anyway leaves bytes that a keep-alive client (HAProxy) reads as the start
+        // of the next response, and answers that next request 502.
+        let is_head = head.method == "HEAD";
         let recorded = Recorded {
             method: head.method,
             target: head.target,
@@ -331,7 +335,7 @@ async fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
         );
         let stream = reader.get_mut();
         if stream.write_all(answer.as_bytes()).await.is_err()
-            || stream.write_all(RESPONSE_BODY).await.is_err()
+            || (!is_head && stream.write_all(RESPONSE_BODY).await.is_err())
             || close
         {
             return;
