@@ -155,7 +155,8 @@ const OPTIONS: &[Opt] = &[
     long("log-level", "FILTER", "Log filter in RUST_LOG syntax, e.g. debug or info,spoa_mirror::mirror=debug (default: $RUST_LOG, else info)."),
     long("metrics-address", "ADDR:PORT", "Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)."),
     long("idle-timeout", "TIME", "Close an SPOP connection silent for this long; 0 = never (default: 0)."),
-    long("frame-timeout", "TIME", "Close an SPOP connection whose started frame is not complete after this long (default: 30s)."),
+    long("frame-timeout", "TIME", "Close an SPOP connection whose started frame is not complete this long after its first byte (default: 30s)."),
+    long("max-connections", "N", "SPOP connections open at once; more are closed at once and counted (default: 10000)."),
     flag("ack-noop", None, "ack-noop", false, "Put a harmless unset-var action in every ACK: works around the empty-ACK stall of early HAProxy 3.1 releases."),
     long("mirror-timeout", "TIME", "Total time for one mirrored request (default: 10s)."),
     long("mirror-connect-timeout", "TIME", "Time to connect to the mirror (default: 10s)."),
@@ -687,6 +688,12 @@ fn build(m: &ArgMatches, rust_log: Option<String>) -> Result<Config, CliError> {
     spop.idle_timeout = (!idle_timeout.is_zero()).then_some(idle_timeout);
     spop.frame_timeout = frame_timeout;
     spop.ack_noop = m.get_flag("ack-noop");
+    if let Some(n) = one("max-connections") {
+        match parse_int(n, 1, 1_000_000) {
+            Some(n) => spop.max_connections = n,
+            None => errors.push(format!("invalid max-connections '{n}' (1..1000000)")),
+        }
+    }
     if let Some(v) = one("max-frame-size") {
         match parse_int::<u64>(v, 0, u64::MAX).map(u32::try_from) {
             Some(Ok(v)) if v >= 512 => spop.max_frame_size = v,

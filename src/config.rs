@@ -57,12 +57,18 @@ pub struct SpopConfig {
     /// Upper bound of a payload reassembled from fragments (HAProxy ≤ 3.0 with
     /// `-c fragmentation`).
     pub max_reassembled_size: usize,
+    /// SPOP connections open at once, health checks included (`--max-connections`); beyond,
+    /// a new connection is closed as soon as it is accepted, and counted.
+    pub max_connections: usize,
 }
 
 impl SpopConfig {
     /// Default `-m`: large enough to accept whatever HAProxy proposes (`tune.bufsize` − 4) for
     /// any usual buffer size, so no body is lost to a small agent limit.
     pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1024 * 1024;
+    /// Well above what HAProxy opens: one connection per in-flight request without
+    /// pipelining (3.1+), a few per thread and agent server with it.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 }
 
 impl Default for SpopConfig {
@@ -75,6 +81,7 @@ impl Default for SpopConfig {
             frame_timeout: Duration::from_secs(30),
             ack_noop: false,
             max_reassembled_size: 4 * 1024 * 1024,
+            max_connections: SpopConfig::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

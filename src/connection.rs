@@ -18,7 +18,8 @@ use crate::spop::{
     Action, AgentHello, Disconnect, Error as SpopError, Frame, FrameDecoder, FrameHeader,
     FrameType, HaproxyHello, Kv, Message, Payload, Reader, Status, VarScope,
 };
-use crate::stats::{dec, inc, Stats};
+use crate::stats::{dec, get, inc, Stats};
+use crate::throttle::LogThrottle;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +29,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, info, warn};
 
-/// Smallest read buffer; it grows to the size of the frame being received.
+/// Smallest read buffer; it grows with the bytes that arrive, never ahead of them.
 const READ_CHUNK: usize = 8 * 1024;
+/// Largest frame accepted before the handshake is done. A real HAPROXY-HELLO is a few hundred
+/// bytes (and a HAPROXY-DISCONNECT before HELLO less); `-m` applies only once a peer has
+/// said HELLO, so a connection that never does cannot make the agent hold `-m` bytes.
+pub const MAX_FRAME_BEFORE_HELLO: u32 = 4096;
+/// Protocol-error warnings, shared by every connection.
+static PROTOCOL_WARNINGS: LogThrottle = LogThrottle::new();
 /// A peer that does not take our bytes within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,6 +105,9 @@ pub struct Connection {
     fragment: Option<Fragmented>,
     delayed: DelayQueue<Delayed>,
     rbuf: BytesMut,
+    /// When the first byte of the frame now in `rbuf` arrived: the frame must be whole within
+    /// `frame_timeout` of it, however the rest trickles in.
+    frame_started: Option<Instant>,
     wbuf: BytesMut,
     /// When each ACK in `wbuf` was decided, for the ACK-latency histogram.
     acks_pending: Vec<Instant>,
@@ -113,7 +123,7 @@ impl Connection {
     ) -> Connection {
         Connection {
             stream,
-            decoder: FrameDecoder::new(cfg.max_frame_size),
+            decoder: FrameDecoder::new(cfg.max_frame_size.min(MAX_FRAME_BEFORE_HELLO)),
             cfg,
             handler,
             stats,
@@ -123,6 +133,7 @@ impl Connection {
             fragment: None,
             delayed: DelayQueue::new(),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
+            frame_started: None,
             wbuf: BytesMut::new(),
             acks_pending: Vec::new(),
         }
@@ -133,6 +144,7 @@ impl Connection {
         inc(&self.stats.connections_active);
         debug!("SPOP connection accepted");
         let end = self.serve().await;
+        self.hand_off_unacked();
         dec(&self.stats.connections_active);
         debug!("SPOP connection closed: {end}");
     }
@@ -148,7 +160,7 @@ impl Connection {
                     Event::Delayed(expired.into_inner())
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => Event::Timeout,
-                read = read_more(&mut self.stream, &mut self.rbuf, &self.decoder) => Event::Read(read),
+                read = read_more(&mut self.stream, &mut self.rbuf) => Event::Read(read),
             };
             match event {
                 Event::Shutdown => {
@@ -168,7 +180,15 @@ impl Connection {
                 Event::Read(Ok(0)) => return "closed by peer mid-frame".into(),
                 Event::Read(Ok(_)) => {
                     last_read = Instant::now();
-                    if self.process_buffer() == Next::Close {
+                    let (next, frames) = self.process_buffer();
+                    // A frame that began in this read (after whole ones, or on an empty
+                    // buffer) starts its clock now; one still in progress keeps its own.
+                    if self.rbuf.is_empty() {
+                        self.frame_started = None;
+                    } else if frames > 0 || self.frame_started.is_none() {
+                        self.frame_started = Some(last_read);
+                    }
+                    if next == Next::Close {
                         let _ = self.flush().await;
                         return "closed by agent".into();
                     }
@@ -181,12 +201,12 @@ impl Connection {
         }
     }
 
-    /// A partial frame must complete within `frame_timeout`; an idle connection may live for
-    /// `idle_timeout` (when set). Far future otherwise.
+    /// A partial frame must complete within `frame_timeout` of its first byte; an idle
+    /// connection may live for `idle_timeout` (when set). Far future otherwise.
     fn read_deadline(&self, last_read: Instant) -> Instant {
         let far = last_read + Duration::from_secs(365 * 24 * 3600);
-        if !self.rbuf.is_empty() {
-            last_read + self.cfg.frame_timeout
+        if let Some(started) = self.frame_started {
+            started + self.cfg.frame_timeout
         } else if let Some(idle) = self.cfg.idle_timeout {
             last_read + idle
         } else {
@@ -201,36 +221,51 @@ impl Connection {
             "incomplete frame timeout"
         };
         info!("closing SPOP connection: {reason}");
+        inc(&self.stats.connections_timed_out_total);
         self.flush_delayed();
         self.push_disconnect(&Disconnect::new(Status::Timeout));
         let _ = self.flush().await;
         reason.into()
     }
 
-    /// Handles every whole frame in the read buffer.
-    fn process_buffer(&mut self) -> Next {
+    /// Handles every whole frame in the read buffer; says how many there were.
+    fn process_buffer(&mut self) -> (Next, usize) {
+        let mut frames = 0;
         loop {
             let frame = match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Next::Continue,
-                Err(e) => return self.fail(Fault::decode("frame", e)),
+                Ok(None) => return (Next::Continue, frames),
+                Err(e) => return (self.fail(Fault::decode("frame", e)), frames),
             };
+            frames += 1;
             let next = match self.process_frame(frame) {
                 Ok(next) => next,
                 Err(fault) => self.fail(fault),
             };
             if next == Next::Close {
-                return Next::Close;
+                return (Next::Close, frames);
             }
         }
     }
 
     fn fail(&mut self, fault: Fault) -> Next {
-        warn!(
-            "closing SPOP connection: {}; sending AGENT-DISCONNECT status {}",
-            fault.reason, fault.status
-        );
         inc(&self.stats.protocol_errors_total);
+        // A hostile or broken peer can make this happen per connection: one warning per
+        // interval, the others at debug level.
+        if PROTOCOL_WARNINGS.allow() {
+            warn!(
+                "closing SPOP connection: {}; sending AGENT-DISCONNECT status {} ({} protocol \
+                 errors so far; more within 10 s are logged at debug level)",
+                fault.reason,
+                fault.status,
+                get(&self.stats.protocol_errors_total)
+            );
+        } else {
+            debug!(
+                "closing SPOP connection: {}; sending AGENT-DISCONNECT status {}",
+                fault.reason, fault.status
+            );
+        }
         self.push_disconnect(&Disconnect::new(fault.status));
         Next::Close
     }
@@ -434,6 +469,19 @@ impl Connection {
         self.handler.handle(messages);
     }
 
+    /// The connection is gone with NOTIFYs still held by `-t`: their ACKs can no longer be
+    /// sent, but the client requests happened, so they are mirrored all the same.
+    fn hand_off_unacked(&mut self) {
+        while let Some(expired) = self
+            .delayed
+            .peek()
+            .and_then(|k| self.delayed.try_remove(&k))
+        {
+            inc(&self.stats.notify_unacked_total);
+            self.handler.handle(expired.into_inner().messages);
+        }
+    }
+
     fn flush_delayed(&mut self) {
         while let Some(expired) = self
             .delayed
@@ -460,7 +508,8 @@ impl Connection {
             }
             status => warn!("HAPROXY-DISCONNECT status {}: {message}", status.code()),
         }
-        // N11: answer and close; ACKs still held by `-t` are dropped with the connection.
+        // N11: answer and close. NOTIFYs still held by `-t` get no ACK (HAProxy has given up
+        // on them) but are mirrored when the connection ends.
         self.push_disconnect(&Disconnect::new(Status::Normal));
         Ok(Next::Close)
     }
@@ -507,19 +556,12 @@ enum Event {
     Read(std::io::Result<usize>),
 }
 
-async fn read_more(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    decoder: &FrameDecoder,
-) -> std::io::Result<usize> {
-    // Reserve for the whole frame once its length is known (already capped by the decoder),
-    // so a large NOTIFY is read without repeated reallocation.
-    let want = decoder
-        .wanted(rbuf)
-        .unwrap_or(0)
-        .max(rbuf.len() + READ_CHUNK);
-    if rbuf.capacity() < want {
-        rbuf.reserve(want - rbuf.len());
+async fn read_more(stream: &mut TcpStream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    // Grow with what has arrived, at most doubling, never from the length a frame announces:
+    // a peer that announces a large frame and sends a few bytes costs a few KiB. A large
+    // NOTIFY still needs only a logarithmic number of reallocations.
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK {
+        rbuf.reserve(rbuf.len().max(READ_CHUNK));
     }
     stream.read_buf(rbuf).await
 }

@@ -6,7 +6,8 @@
 //!
 //! Layout: `spop` is the pure codec; `listener` and `connection` speak it over TCP; `mirror`
 //! turns messages into HTTP requests; `cli`, `config`, `logging` and `daemon` are the process
-//! around them; `stats` holds the counters all of them update.
+//! around them; `stats` holds the counters all of them update; `throttle` keeps warnings that
+//! could repeat per request or per connection to one line per interval.
 
 pub mod cli;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod logging;
 pub mod mirror;
 pub mod spop;
 pub mod stats;
+pub(crate) mod throttle;

@@ -4,18 +4,22 @@
 use crate::config::{ListenConfig, SpopConfig};
 use crate::connection::Connection;
 use crate::handler::NotifyHandler;
-use crate::stats::{inc, Stats};
+use crate::stats::{get, inc, Stats};
+use crate::throttle::LogThrottle;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 /// How long shutdown waits for connections to say AGENT-DISCONNECT and close.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+/// At most one warning about refused connections per interval.
+static REFUSAL_WARNINGS: LogThrottle = LogThrottle::new();
 
 /// Binds the listening socket: `-a` may be a host name, an IPv4 or an IPv6 address (the
 /// original only tried IPv4). Every resolved address is tried in turn; the last error is
@@ -62,6 +66,10 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
+    // One permit per open connection; a connection holds its permit until its task ends.
+    let slots = Arc::new(Semaphore::new(
+        spop.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let spop = Arc::new(spop);
     let tracker = TaskTracker::new();
     let mut next_id: u64 = 0;
@@ -75,6 +83,21 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(1);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Over --max-connections: close at once (HAProxy retries elsewhere or
+                    // later); nothing is read or allocated for this peer.
+                    drop(stream);
+                    inc(&stats.connections_refused_total);
+                    if REFUSAL_WARNINGS.allow() {
+                        warn!(
+                            "refusing SPOP connection from {peer}: {} connections open \
+                             (--max-connections); {} refused so far",
+                            spop.max_connections,
+                            get(&stats.connections_refused_total)
+                        );
+                    }
+                    continue;
+                };
                 next_id = next_id.wrapping_add(1);
                 inc(&stats.connections_total);
                 // ACKs are small and latency-bound: never let Nagle hold them back.
@@ -87,7 +110,13 @@ pub async fn serve(
                     shutdown.clone(),
                 );
                 let span = tracing::info_span!("conn", id = next_id, %peer);
-                tracker.spawn(conn.run().instrument(span));
+                tracker.spawn(
+                    async move {
+                        conn.run().await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // EMFILE and friends: wait a little instead of spinning; the connections

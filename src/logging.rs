@@ -1,12 +1,15 @@
 //! Log output: tracing-subscriber's fmt layer (timestamp, level, target, message) with an
 //! `EnvFilter` (`--log-level` or `RUST_LOG`), written to stdout or to the `-l` file.
 //!
-//! Writers, by destination:
-//! - stdout (no `-l`): what HAProxy `program` sections and journald collect. Lines are batched
-//!   ([`Batch`]) and a background thread writes them, lossy, so a stalled reader never stalls
-//!   the agent.
-//! - `-l a:FILE` / `-l w:FILE` / `-l FILE`: batched the same way; nothing is dropped.
-//! - `-l A:FILE` / `-l W:FILE`: every line is written to the file before the call returns.
+//! Every destination (stdout, which HAProxy `program` sections and journald collect, or the
+//! `-l` file) goes through one [`Batch`]: lines are appended to a buffer and a background
+//! thread writes them. The thread that logs never waits for the output: a stalled reader or a
+//! slow disk only fills the buffer, and past [`MAX_BYTES`] lines are dropped, counted
+//! ([`lines_dropped`], the metric `log_lines_dropped_total`) and reported by one line in the
+//! log at most every [`DROP_NOTICE_INTERVAL`]. An ACK therefore never waits on logging.
+//! - stdout, `-l a:FILE`, `-l w:FILE`, `-l FILE`: a batch is written every [`FLUSH_INTERVAL`]
+//!   or once [`WAKE_BYTES`] wait.
+//! - `-l A:FILE`, `-l W:FILE` and a terminal: every line is handed to the writer at once.
 //!
 //! Batching matters because the agent logs one line per mirrored request: a channel per line
 //! (tracing-appender) cost a futex wake-up and a write(2) per line, about a fifth of the
@@ -19,6 +22,7 @@ use crate::config::{LogFile, RunConfig};
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriter};
@@ -31,9 +35,19 @@ static GUARD: Mutex<Option<BatchGuard>> = Mutex::new(None);
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes waiting that make the writer start a write before the interval is over.
 const WAKE_BYTES: usize = 64 * 1024;
-/// Bytes waiting at most: beyond, a lossy batch drops lines and a lossless one makes the
-/// logging thread wait for the writer.
-const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes waiting at most: beyond, lines are dropped (and counted) rather than make the thread
+/// that logs wait.
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// At most one "log lines dropped" line per interval (and one at exit).
+pub const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Log lines dropped since the process started, every batch together.
+static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The counter behind the metric `log_lines_dropped_total`.
+pub fn lines_dropped() -> &'static AtomicU64 {
+    &LINES_DROPPED
+}
 
 /// Opens the `-l` file (before daemonizing, so an error still reaches the terminal).
 /// Unlike the original, a plain `-l FILE` appends to an existing file instead of failing.
@@ -54,14 +68,13 @@ pub fn init(run: &RunConfig, file: Option<File>) {
     let filter = EnvFilter::try_new(&run.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let line_buffered = run.logfile.as_ref().is_some_and(|l| l.line_buffered);
     let (writer, guard, ansi) = match file {
-        Some(f) if line_buffered => (BoxMakeWriter::new(Mutex::new(f)), None, false),
         Some(f) => {
-            let (w, g) = Batch::start(f, false, false);
+            let (w, g) = Batch::start(f, Output::File, line_buffered);
             (BoxMakeWriter::new(w), g, false)
         }
         None => {
             let ansi = std::io::stdout().is_terminal();
-            let (w, g) = Batch::start(std::io::stdout(), true, ansi);
+            let (w, g) = Batch::start(std::io::stdout(), Output::Stream, ansi);
             (BoxMakeWriter::new(w), g, ansi)
         }
     };
@@ -83,16 +96,24 @@ pub fn flush() {
     drop(guard);
 }
 
+/// What a batch writes to: how long the last lines may take to go out at exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The `-l` file: written out in full at exit (up to 30 s).
+    File,
+    /// stdout: a stalled reader gets one second at exit.
+    Stream,
+}
+
 /// Log lines waiting for the writer thread, shared by every logging thread.
 pub struct Batch {
     state: Mutex<BatchState>,
     /// Wakes the writer: the first line of a batch, [`WAKE_BYTES`] waiting, or shutdown.
     ready: Condvar,
-    /// Wakes loggers waiting for room (lossless) and [`BatchGuard`] waiting for the end.
+    /// Wakes [`BatchGuard`] waiting for the end.
     taken: Condvar,
-    /// Drop lines when [`MAX_BYTES`] are waiting (stdout) instead of waiting for room (files).
-    lossy: bool,
-    /// Write every line at once (a terminal is watched by a person).
+    output: Output,
+    /// Hand every line to the writer at once (a terminal, or `-l A:`/`-l W:`).
     eager: bool,
 }
 
@@ -103,7 +124,10 @@ struct BatchState {
     writer_idle: bool,
     /// The writer was already woken for this batch.
     nudged: bool,
+    /// Lines dropped since the last notice the writer wrote.
     dropped: u64,
+    /// Lines dropped by this batch in all.
+    dropped_total: u64,
     closed: bool,
     done: bool,
 }
@@ -119,14 +143,14 @@ impl Batch {
     /// Starts the writer thread on `out`. Without a thread (cannot spawn), lines go nowhere.
     pub fn start(
         out: impl Write + Send + 'static,
-        lossy: bool,
+        output: Output,
         eager: bool,
     ) -> (BatchWriter, Option<BatchGuard>) {
         let batch = Arc::new(Batch {
             state: Mutex::new(BatchState::default()),
             ready: Condvar::new(),
             taken: Condvar::new(),
-            lossy,
+            output,
             eager,
         });
         let worker = batch.clone();
@@ -142,20 +166,21 @@ impl Batch {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Lines this batch dropped because [`MAX_BYTES`] were waiting.
+    pub fn dropped_total(&self) -> u64 {
+        self.lock().dropped_total
+    }
+
+    /// Appends one line; never waits for the writer.
     fn push(&self, line: &[u8]) {
         let mut st = self.lock();
-        while !self.lossy
-            && !st.closed
-            && !st.buf.is_empty()
-            && st.buf.len() + line.len() > MAX_BYTES
-        {
-            st = self.taken.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
         if st.closed {
             return;
         }
-        if self.lossy && st.buf.len() + line.len() > MAX_BYTES {
+        if st.buf.len().saturating_add(line.len()) > MAX_BYTES {
             st.dropped += 1;
+            st.dropped_total += 1;
+            LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
         st.buf.extend_from_slice(line);
@@ -169,6 +194,9 @@ impl Batch {
 
     fn run(&self, mut out: impl Write) {
         let mut spare = Vec::new();
+        // Drops not yet reported, and when the last report was written.
+        let mut unreported: u64 = 0;
+        let mut last_notice: Option<Instant> = None;
         loop {
             let mut st = self.lock();
             while st.buf.is_empty() && !st.closed {
@@ -197,11 +225,17 @@ impl Batch {
             drop(st);
             self.taken.notify_all();
             let _ = out.write_all(&spare);
-            if dropped > 0 {
+            unreported += dropped;
+            let due = last_notice.map_or(true, |t| t.elapsed() >= DROP_NOTICE_INTERVAL);
+            if unreported > 0 && (due || closed) {
                 let _ = writeln!(
                     out,
-                    "WARNING: {dropped} log lines dropped (output too slow)"
+                    "WARNING: {unreported} log lines dropped: the log output is too slow \
+                     ({} MiB waiting at most; see log_lines_dropped_total)",
+                    MAX_BYTES / (1024 * 1024)
                 );
+                unreported = 0;
+                last_notice = Some(Instant::now());
             }
             let _ = out.flush();
             spare.clear();
@@ -242,7 +276,11 @@ impl Drop for BatchGuard {
         batch.ready.notify_one();
         batch.taken.notify_all();
         // A file is always written out; a stalled stdout reader gets one second.
-        let deadline = Instant::now() + Duration::from_secs(if batch.lossy { 1 } else { 30 });
+        let wait = match batch.output {
+            Output::File => 30,
+            Output::Stream => 1,
+        };
+        let deadline = Instant::now() + Duration::from_secs(wait);
         let mut st = batch.lock();
         while !st.done {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -279,7 +317,7 @@ mod tests {
     #[test]
     fn batch_writes_every_line_in_order_and_flushes_on_drop() {
         let out = Shared::default();
-        let (w, guard) = Batch::start(out.clone(), false, false);
+        let (w, guard) = Batch::start(out.clone(), Output::File, false);
         let mut lines = String::new();
         for i in 0..10_000 {
             let line = format!("line {i}\n");
@@ -293,10 +331,73 @@ mod tests {
         );
     }
 
+    /// An output that takes nothing until released: a disk that stopped answering.
+    struct Stalled(std::sync::mpsc::Receiver<()>, Shared);
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            self.1.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 11, finding 5: with the `-l` file stalled, a thread that logs never waits; past
+    /// MAX_BYTES lines are dropped, counted, and reported once the output moves again.
+    #[test]
+    fn a_stalled_file_never_blocks_the_thread_that_logs() {
+        let out = Shared::default();
+        let (release, stalled) = std::sync::mpsc::channel();
+        let (w, guard) = Batch::start(Stalled(stalled, out.clone()), Output::File, false);
+        let line = [b'x'; 1023]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
+        let lines = 3 * MAX_BYTES / line.len();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let logger = std::thread::spawn({
+            let w = w.clone();
+            move || {
+                for _ in 0..lines {
+                    (&*w.0).write_all(&line).unwrap();
+                }
+                let _ = done_tx.send(());
+            }
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "logging waited for the stalled output"
+        );
+        logger.join().unwrap();
+        let dropped = w.0.dropped_total();
+        assert!(
+            dropped >= u64::try_from(lines / 2).unwrap(),
+            "{dropped} of {lines} lines dropped"
+        );
+        assert!(lines_dropped().load(Ordering::Relaxed) >= dropped);
+        // The output moves again: what was kept is written, then one notice.
+        for _ in 0..10_000 {
+            if release.send(()).is_err() {
+                break;
+            }
+        }
+        drop(release);
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(&format!("WARNING: {dropped} log lines dropped")),
+            "no drop notice in the output's last line: {:?}",
+            text.lines().last()
+        );
+    }
+
     #[test]
     fn batch_line_arrives_within_the_interval() {
         let out = Shared::default();
-        let (w, _guard) = Batch::start(out.clone(), true, false);
+        let (w, _guard) = Batch::start(out.clone(), Output::Stream, false);
         (&*w.0).write_all(b"one\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while out.0.lock().unwrap().is_empty() {

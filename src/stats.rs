@@ -87,12 +87,21 @@ pub struct Stats {
     pub connections_active: AtomicU64,
     /// Connections that were health checks (`option spop-check`).
     pub healthchecks_total: AtomicU64,
-    /// Connections closed because of a protocol error (AGENT-DISCONNECT with status ≠ 0 sent).
+    /// Connections refused at once because `--max-connections` were open.
+    pub connections_refused_total: AtomicU64,
+    /// Connections closed because of a protocol error: HAProxy sent something the protocol
+    /// forbids (AGENT-DISCONNECT with that error's status sent).
     pub protocol_errors_total: AtomicU64,
+    /// Connections closed by the agent's own timers: a frame not whole within
+    /// `--frame-timeout` of its first byte, or `--idle-timeout` (AGENT-DISCONNECT 2 sent).
+    pub connections_timed_out_total: AtomicU64,
     /// NOTIFY frames received (reassembled ones count once).
     pub notify_total: AtomicU64,
     /// ACK frames written.
     pub ack_total: AtomicU64,
+    /// NOTIFYs held by `-t` whose connection ended before their ACK was due: never ACKed,
+    /// their messages still handed to the mirror engine.
+    pub notify_unacked_total: AtomicU64,
     /// NOTIFY decoded → ACK handed to the socket.
     pub ack_latency: Histogram,
 

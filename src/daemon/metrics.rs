@@ -33,9 +33,12 @@ const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("connections_total", Kind::Counter, "SPOP connections accepted (health checks included).", |s| &s.connections_total),
     ("connections_active", Kind::Gauge, "SPOP connections open now.", |s| &s.connections_active),
     ("healthchecks_total", Kind::Counter, "SPOP connections that were health checks.", |s| &s.healthchecks_total),
-    ("protocol_errors_total", Kind::Counter, "SPOP connections closed because of a protocol error.", |s| &s.protocol_errors_total),
+    ("connections_refused_total", Kind::Counter, "SPOP connections refused at once because --max-connections were open.", |s| &s.connections_refused_total),
+    ("protocol_errors_total", Kind::Counter, "SPOP connections closed because HAProxy broke the protocol.", |s| &s.protocol_errors_total),
+    ("connections_timed_out_total", Kind::Counter, "SPOP connections closed by --frame-timeout or --idle-timeout.", |s| &s.connections_timed_out_total),
     ("notify_total", Kind::Counter, "NOTIFY frames received.", |s| &s.notify_total),
     ("ack_total", Kind::Counter, "ACK frames written.", |s| &s.ack_total),
+    ("notify_unacked_total", Kind::Counter, "NOTIFYs held by -t whose connection closed before the ACK (still mirrored).", |s| &s.notify_unacked_total),
     ("mirror_queued_total", Kind::Counter, "Mirror messages accepted into the queue.", |s| &s.mirror_queued_total),
     ("mirror_sent_total", Kind::Counter, "Requests whose delivery ended (each also counted in one status class or failure kind).", |s| &s.mirror_sent_total),
     ("mirror_status_1xx", Kind::Counter, "Mirror responses, read to their end, with a 1xx status.", |s| &s.mirror_status_1xx),
@@ -56,6 +59,7 @@ const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("mirror_memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |s| &s.mirror_memory_bytes),
     ("mirror_in_flight", Kind::Gauge, "Requests on the wire now.", |s| &s.mirror_in_flight),
     ("mirror_connections_total", Kind::Counter, "TCP connections opened to the mirror or proxy.", |s| &s.mirror_connections_total),
+    ("log_lines_dropped_total", Kind::Counter, "Log lines dropped because the log output fell behind.", |_| crate::logging::lines_dropped()),
 ];
 
 type HistogramField = fn(&Stats) -> &Histogram;

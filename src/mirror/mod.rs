@@ -25,12 +25,13 @@ use crate::config::MirrorConfig;
 use crate::handler::NotifyHandler;
 use crate::spop::Message;
 use crate::stats::{add, dec, inc, sub, Stats};
+use crate::throttle::LogThrottle;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, Version};
 use http_body_util::BodyExt;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -79,9 +80,9 @@ struct Inner {
     tasks: TaskTracker,
     /// (message name, reason) pairs already logged.
     logged_once: Mutex<HashSet<(Bytes, &'static str)>>,
-    warn_invalid: RateLimit,
-    warn_truncated: RateLimit,
-    warn_dropped: RateLimit,
+    warn_invalid: LogThrottle,
+    warn_truncated: LogThrottle,
+    warn_dropped: LogThrottle,
 }
 
 struct Job {
@@ -126,9 +127,9 @@ impl Mirror {
             abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
             logged_once: Mutex::new(HashSet::new()),
-            warn_invalid: RateLimit::new(),
-            warn_truncated: RateLimit::new(),
-            warn_dropped: RateLimit::new(),
+            warn_invalid: LogThrottle::new(),
+            warn_truncated: LogThrottle::new(),
+            warn_dropped: LogThrottle::new(),
         });
         let concurrency = cfg.concurrency.min(Semaphore::MAX_PERMITS);
         inner.tasks.spawn(dispatch(inner.clone(), rx, concurrency));
@@ -515,48 +516,9 @@ fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// At most one event per interval (for warnings that could otherwise fire per request).
-struct RateLimit {
-    /// Milliseconds since `epoch` of the last allowed event, plus one (0 = never).
-    last: AtomicU64,
-    epoch: Instant,
-}
-
-impl RateLimit {
-    const INTERVAL_MS: u64 = 10_000;
-
-    fn new() -> RateLimit {
-        RateLimit {
-            last: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn allow(&self) -> bool {
-        let now = u64::try_from(self.epoch.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let last = self.last.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) < Self::INTERVAL_MS {
-            return false;
-        }
-        self.last
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_allows_the_first_then_waits() {
-        let r = RateLimit::new();
-        assert!(r.allow());
-        assert!(!r.allow());
-        assert!(!r.allow());
-    }
 
     #[test]
     fn error_text_joins_sources() {
