@@ -4,15 +4,6 @@
 use super::{Error, LENGTH_PREFIX, MIN_FRAME_LEN};
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Why the stream could not be cut into frames.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error(transparent)]
-    Frame(#[from] Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
 /// Splits frames off a read buffer.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
