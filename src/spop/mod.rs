@@ -49,6 +49,8 @@ pub enum Error {
     VarintOverflow,
     #[error("typed data with reserved type {0}")]
     UnknownDataType(u8),
+    #[error("{0} value does not fit its type")]
+    IntOutOfRange(&'static str),
     #[error("frame length {0} is shorter than the 7-byte minimum")]
     FrameTooShort(usize),
     #[error("frame length {len} exceeds max-frame-size {max}")]
