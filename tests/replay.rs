@@ -24,7 +24,7 @@ mod support;
 use spoa_mirror::config::SpopConfig;
 use spoa_mirror::spop::{Capabilities, Message, TypedData};
 use std::collections::{BTreeMap, BTreeSet};
-use support::agent::{Agent, Client};
+use support::agent::{Client, InProcessAgent};
 use support::captures::{self, Capture, Event};
 use support::hex;
 
@@ -175,7 +175,7 @@ async fn replay(capture: &Capture) -> (usize, usize) {
     let name = &capture.name;
     let cfg = config_for(capture);
     let pipelined = cfg.capabilities.pipelining;
-    let agent = Agent::start(cfg).await;
+    let agent = InProcessAgent::start(cfg).await;
     let mut clients: BTreeMap<u32, Client> = BTreeMap::new();
     let mut got: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut want: BTreeMap<u32, Vec<String>> = BTreeMap::new();
