@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Seed the fuzz corpora from the real HAProxy <-> agent captures (../shared/captures).
+"""Seed the fuzz corpora from the real HAProxy <-> agent captures (tests/data/captures).
 
-Usage: python3 fuzz/seeds.py [CAPTURES_DIR]   (default: ../shared/captures from the repo root)
+Usage: python3 fuzz/seeds.py [CAPTURES_DIR]   (default: tests/data/captures)
 
 Writes fuzz/corpus/<target>/seed-<sha1> files: `frame` gets every frame without its length
 prefix; `hello` the HAPROXY-HELLO payloads (KV lists); `notify` and `request` the NOTIFY
@@ -78,7 +78,7 @@ def hdrs_bin_to_text(block):
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "captures")
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "tests", "data", "captures")
     seeds = {t: set() for t in ("frame", "hello", "notify", "request", "hdrs_bin", "hdrs_text")}
     for dirpath, _, files in os.walk(root):
         for f in sorted(files):

@@ -20,7 +20,7 @@ use spoa_mirror::stats::{get, Stats};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::agent::{Agent, Client};
+use support::agent::{Client, InProcessAgent};
 use support::hex;
 use support::wire::*;
 
@@ -85,7 +85,7 @@ fn mirror_decoded(path: &'static str) -> Message {
 /// The core check of a refusal: `bad` on a fresh connection (after a handshake when
 /// `handshake`) is answered by exactly AGENT-DISCONNECT `code`, then the agent closes; a
 /// connection opened before and one opened after still work.
-async fn assert_refused(agent: &Agent, handshake: bool, bad: &[u8], code: u32) {
+async fn assert_refused(agent: &InProcessAgent, handshake: bool, bad: &[u8], code: u32) {
     let mut witness = agent.ready("pipelining").await;
     let mut c = if handshake {
         agent.ready("").await
@@ -103,7 +103,7 @@ async fn assert_refused(agent: &Agent, handshake: bool, bad: &[u8], code: u32) {
 
 /// `assert_refused` on an agent of its own, with the default test config.
 async fn refused(handshake: bool, bad: &[u8], code: u32) {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     assert_refused(&agent, handshake, bad, code).await;
     assert!(get(&agent.stats.protocol_errors_total) >= 1);
 }
@@ -119,7 +119,7 @@ fn notify_raw(payload: &[u8]) -> Vec<u8> {
 /// several frames in one write are all processed, in order.
 #[tokio::test]
 async fn f1_byte_at_a_time_and_many_frames_per_write() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let body: Vec<u8> = (0..3000u32).map(|i| (i % 256) as u8).collect();
     let big = message(
         b"mirror",
@@ -165,7 +165,7 @@ async fn f1_byte_at_a_time_and_many_frames_per_write() {
 /// the process carries on.
 #[tokio::test]
 async fn f2_close_mid_prefix_and_mid_frame() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let whole = notify(1, 1, &mirror_message("/cut"));
     for cut in [1, 3, 4, 6, whole.len() - 1] {
         let mut c = agent.ready("").await;
@@ -187,7 +187,7 @@ async fn f2_close_mid_prefix_and_mid_frame() {
 /// handshake (no stall waiting for bytes that will never be a frame).
 #[tokio::test]
 async fn f3_lengths_below_seven() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for len in 0u32..7 {
         assert_refused(&agent, false, &len.to_be_bytes(), 4).await;
         // With the declared bytes present, too.
@@ -201,7 +201,7 @@ async fn f3_lengths_below_seven() {
 /// its length is read; a frame of exactly that size is fine.
 #[tokio::test]
 async fn f4_frame_larger_than_negotiated_size() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     // Negotiated min(16384, 16380) = 16380.
     let mut c = agent.ready("").await;
     c.send(&notify_of_len(1, 1, 16380)).await;
@@ -211,7 +211,7 @@ async fn f4_frame_larger_than_negotiated_size() {
     assert_refused(&agent, true, &16381u32.to_be_bytes(), 3).await;
 
     // An agent with `-m 1024` negotiates 1024 with HAProxy's 16380.
-    let small = Agent::start(SpopConfig {
+    let small = InProcessAgent::start(SpopConfig {
         max_frame_size: 1024,
         ..cfg()
     })
@@ -231,7 +231,7 @@ async fn f4_frame_larger_than_negotiated_size() {
 /// status 3 immediately, without the body ever being sent.
 #[tokio::test]
 async fn f4_huge_declared_length_refused_immediately() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     assert_refused(&agent, true, &[0x7f, 0xff, 0xff, 0xff], 3).await;
     assert_refused(&agent, false, &[0x7f, 0xff, 0xff, 0xff], 3).await;
     assert_refused(&agent, true, &[0xff, 0xff, 0xff, 0xff], 3).await;
@@ -241,7 +241,7 @@ async fn f4_huge_declared_length_refused_immediately() {
 /// by the length cap (status 3, the implementation's choice of reaction), nothing allocated.
 #[tokio::test]
 async fn f5_non_spop_bytes() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     assert_refused(&agent, false, b"GET / HTTP/1.1\r\nHost: agent\r\n\r\n", 3).await;
     assert_refused(&agent, false, &unhex_tls(), 3).await;
 }
@@ -254,7 +254,7 @@ fn unhex_tls() -> Vec<u8> {
 /// F6: a varint cut short inside stream-id, frame-id or a KV: status 4.
 #[tokio::test]
 async fn f6_truncated_varints() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     // Frame length 7: type, flags, then sid = f0 f0 (continues past the end).
     let sid = [&7u32.to_be_bytes()[..], &[T_NOTIFY, 0, 0, 0, 1, 0xf0, 0xf0]].concat();
     assert_refused(&agent, true, &sid, 4).await;
@@ -274,7 +274,7 @@ async fn f6_truncated_varints() {
 /// F7: an 11-byte varint and a 10-byte one above 2^64−1: status 4, no panic.
 #[tokio::test]
 async fn f7_overlong_varints() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let eleven = support::unhex("f0808080808080808080 00");
     let overflow = support::unhex("fff0fefefefefefefe0f");
     for v in [&eleven, &overflow] {
@@ -297,7 +297,7 @@ async fn f7_overlong_varints() {
 /// integer values and as string lengths (decoded exactly).
 #[tokio::test]
 async fn f8_boundary_varints() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let values = [
         0u64,
         239,
@@ -359,7 +359,7 @@ async fn f8_boundary_varints() {
 /// F9: a STRING/BINARY length beyond the end of the payload: status 4.
 #[tokio::test]
 async fn f9_string_longer_than_payload() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let n = notify_raw(
         &[
             lstr(b"m"),
@@ -380,7 +380,7 @@ async fn f9_string_longer_than_payload() {
 /// F10: typed data of the reserved types 10–15: status 4 (their length is unknown).
 #[tokio::test]
 async fn f10_reserved_data_types() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for t in 10u8..=15 {
         let n = notify_raw(&message(b"m", &[(b"x", vec![t, 0, 0, 0])]));
         assert_refused(&agent, true, &n, 4).await;
@@ -399,7 +399,7 @@ async fn f10_reserved_data_types() {
 /// status 4.
 #[tokio::test]
 async fn f11_trailing_or_missing_items() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut short = message(b"m", &[(b"a", null()), (b"b", null())]);
     short[2] = 3; // NB-ARGS 3, two present
     assert_refused(&agent, true, &notify_raw(&short), 4).await;
@@ -417,7 +417,7 @@ async fn f11_trailing_or_missing_items() {
 /// F12: reserved flag bits are ignored, on HELLO and on NOTIFY.
 #[tokio::test]
 async fn f12_reserved_flags_ignored() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.connect().await;
     let items = [
         kv("supported-versions", string(b"2.0")),
@@ -447,7 +447,7 @@ async fn f12_reserved_flags_ignored() {
 /// F13: BOOL 0x11 true, 0x01 false, 0x31 true (spec: bit 0 of the flags nibble).
 #[tokio::test]
 async fn f13_bool_encodings() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     let m = message(
         b"b",
@@ -479,7 +479,7 @@ async fn f13_bool_encodings() {
 /// F14: STRING with invalid UTF-8, an embedded NUL, or zero length: kept as raw bytes.
 #[tokio::test]
 async fn f14_strings_are_raw_bytes() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     let m = message(
         b"\xffname",
@@ -512,7 +512,7 @@ async fn f14_strings_are_raw_bytes() {
 /// H1: the first frame is not a HAPROXY-HELLO: status 4, nothing processed.
 #[tokio::test]
 async fn h1_first_frame_not_hello() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let firsts = [
         notify(1, 1, &mirror_message("/early")),
         ack(1, 1),
@@ -539,7 +539,7 @@ async fn h1_first_frame_not_hello() {
 /// wait an AGENT-DISCONNECT frame in reply"), so before the HELLO too: status 0, close.
 #[tokio::test]
 async fn h1_n11_disconnect_before_hello_is_answered_normally() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.connect().await;
     c.send(&haproxy_disconnect(2, "a timeout occurred")).await;
     c.assert_disconnect(0).await;
@@ -567,7 +567,7 @@ fn hello_versions(v: &[u8]) -> Vec<u8> {
 /// H3: only "1.0", or nothing parsable: status 8.
 #[tokio::test]
 async fn h3_unsupported_versions() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for v in [&b"1.0"[..], b"abc", b"", b"3.0", b"2", b"2.x", b"1.0, 3.1"] {
         assert_refused(&agent, false, &hello_versions(v), 8).await;
     }
@@ -577,7 +577,7 @@ async fn h3_unsupported_versions() {
 /// answers version "2.0".
 #[tokio::test]
 async fn h4_version_lists_covering_2_0() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for v in [&b" 2.0 , 1.5"[..], b"2.0,3.0", b"2.1", b"3.0,2.0", b"2.999"] {
         let mut c = agent.connect().await;
         c.send(&hello_versions(v)).await;
@@ -593,7 +593,7 @@ async fn h4_version_lists_covering_2_0() {
 /// H5: no `max-frame-size`: status 6; below 256: status 9; 256 itself is fine.
 #[tokio::test]
 async fn h5_max_frame_size_missing_or_too_small() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let missing = hello_from(&[
         kv("supported-versions", string(b"2.0")),
         kv("capabilities", string(b"")),
@@ -619,7 +619,7 @@ async fn h5_max_frame_size_missing_or_too_small() {
 /// H6: `max-frame-size` as INT32, INT64 or UINT64 is accepted like UINT32.
 #[tokio::test]
 async fn h6_max_frame_size_any_integer_type() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for typed in [int32(16000), int64(16000), uint64(16000), uint32(16000)] {
         let mut c = agent.connect().await;
         c.send(&hello_from(&[
@@ -635,7 +635,7 @@ async fn h6_max_frame_size_any_integer_type() {
 /// H7: no `capabilities`: the implementation accepts it as "" (the §4 recommendation).
 #[tokio::test]
 async fn h7_missing_capabilities_read_as_empty() {
-    let agent = Agent::start(with_caps(caps(true, true, false))).await;
+    let agent = InProcessAgent::start(with_caps(caps(true, true, false))).await;
     let mut c = agent.connect().await;
     c.send(&hello_from(&[
         kv("supported-versions", string(b"2.0")),
@@ -651,8 +651,8 @@ async fn h7_missing_capabilities_read_as_empty() {
 /// pipelining; unknown names are ignored. Only what both sides want is answered.
 #[tokio::test]
 async fn h8_capability_parsing() {
-    let both = Agent::start(with_caps(caps(true, true, false))).await;
-    let none = Agent::start(cfg()).await;
+    let both = InProcessAgent::start(with_caps(caps(true, true, false))).await;
+    let none = InProcessAgent::start(cfg()).await;
     let cases = [
         ("", "", ""),
         ("pipelining", "pipelining", ""),
@@ -680,7 +680,7 @@ async fn h8_capability_parsing() {
 #[tokio::test]
 async fn h9_healthcheck() {
     // With capabilities enabled too: a health check never negotiates any (HAProxy offers "").
-    let agent = Agent::start(with_caps(caps(true, true, false))).await;
+    let agent = InProcessAgent::start(with_caps(caps(true, true, false))).await;
     let mut c = agent.connect().await;
     c.send(&healthcheck_hello()).await;
     let reply = c.frame().await.expect("AGENT-HELLO");
@@ -705,7 +705,7 @@ async fn h9_healthcheck() {
 /// wins (the implementation's choice; §4 allows it).
 #[tokio::test]
 async fn h10_unknown_and_duplicate_keys() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.connect().await;
     c.send(&hello_from(&[
         kv("x-unknown", ipv6(Ipv6Addr::LOCALHOST.octets())),
@@ -725,7 +725,7 @@ async fn h10_unknown_and_duplicate_keys() {
 /// H11: a HELLO with stream-id or frame-id ≠ 0: status 4; without FIN: status 10.
 #[tokio::test]
 async fn h11_hello_ids_and_fin() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let items = [
         kv("supported-versions", string(b"2.0")),
         kv("max-frame-size", uint32(16380)),
@@ -754,7 +754,7 @@ async fn h13_answer_content_and_single_write() {
         (256, 16380, 256),
         (u32::MAX, u32::MAX, u32::MAX),
     ] {
-        let agent = Agent::start(SpopConfig {
+        let agent = InProcessAgent::start(SpopConfig {
             max_frame_size: ours,
             ..cfg()
         })
@@ -776,7 +776,7 @@ async fn h13_answer_content_and_single_write() {
 /// N1: stream-id 0 (≤3.0's first stream), frame-id 1: ACK `sid 0 fid 1`.
 #[tokio::test]
 async fn n1_stream_id_zero() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("pipelining,async").await;
     c.send(&notify(0, 1, &mirror_message("/zero"))).await;
     assert_eq!(c.frame_hex().await, "0000000767000000010001");
@@ -791,7 +791,7 @@ async fn ack_noop_carries_one_unset_var() {
         ..cfg()
     };
     c.capabilities.pipelining = true;
-    let agent = Agent::start(c).await;
+    let agent = InProcessAgent::start(c).await;
     let mut conn = agent.ready("pipelining").await;
     conn.send(&notify(3, 1, &mirror_message("/noop"))).await;
     // 67 | FIN | sid 3 | fid 1 | unset-var (02), 2 args, scope txn (02), name "spoa_mirror_noop"
@@ -804,7 +804,7 @@ async fn ack_noop_carries_one_unset_var() {
 /// N2: large ids are echoed exactly.
 #[tokio::test]
 async fn n2_large_ids_echoed() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     for (sid, fid) in [
         (667690u64, 1u64),
@@ -821,7 +821,7 @@ async fn n2_large_ids_echoed() {
 /// get 20 ACKs with the right ids; arbitrary interleaved uniq_ids (≤3.0 style) too.
 #[tokio::test]
 async fn n3_pipelining_twenty_streams() {
-    let agent = Agent::start(with_caps(caps(true, false, false))).await;
+    let agent = InProcessAgent::start(with_caps(caps(true, false, false))).await;
     let mut c = agent.connect().await;
     // HAProxy 3.2's HELLO: caps "pipelining".
     c.send(&haproxy_hello(16380, "pipelining")).await;
@@ -858,7 +858,7 @@ async fn n3_pipelining_twenty_streams() {
 #[tokio::test]
 async fn n4_second_notify_while_ack_pending() {
     let delay = Duration::from_millis(300);
-    let agent = Agent::start(SpopConfig {
+    let agent = InProcessAgent::start(SpopConfig {
         processing_delay: delay,
         ..cfg()
     })
@@ -877,7 +877,7 @@ async fn n4_second_notify_while_ack_pending() {
 /// N5: a NOTIFY with no message is ACKed normally (the handler gets an empty list).
 #[tokio::test]
 async fn n5_empty_notify() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     c.send(&notify(1, 1, &[])).await;
     assert_eq!(c.frame_hex().await, hex(&ack(1, 1)));
@@ -888,7 +888,7 @@ async fn n5_empty_notify() {
 /// reach the handler unchanged and in order.
 #[tokio::test]
 async fn n6_messages_kept_in_order() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
     let payload = [
@@ -942,7 +942,7 @@ async fn n6_messages_kept_in_order() {
 /// handed over byte for byte.
 #[tokio::test]
 async fn n7_n8_odd_arguments_still_acked() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     let hdrs = [
         &b"\x04host\x01a"[..],                  // no terminator
@@ -983,7 +983,7 @@ async fn n9_notify_without_fin_unsupported() {
 #[tokio::test]
 async fn n10_unset_without_fragment() {
     refused(true, &frame(T_UNSET, FIN, 1, 1, b"abc"), 11).await;
-    let agent = Agent::start(with_caps(caps(false, false, true))).await;
+    let agent = InProcessAgent::start(with_caps(caps(false, false, true))).await;
     assert_refused(&agent, true, &frame(T_UNSET, FIN, 1, 1, b"abc"), 11).await;
     assert_refused(&agent, true, &frame(T_UNSET, 0, 1, 1, b"abc"), 11).await;
 }
@@ -992,7 +992,7 @@ async fn n10_unset_without_fragment() {
 /// AGENT-DISCONNECT 0, then the agent closes; ACKs still held by `-t` are dropped.
 #[tokio::test]
 async fn n11_haproxy_disconnect() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for (code, text) in [
         (0u32, "normal"),
         (1, "I/O error"),
@@ -1018,7 +1018,7 @@ async fn n11_haproxy_disconnect() {
     assert_eq!(agent.recorder.len(), 0);
     assert_eq!(get(&agent.stats.protocol_errors_total), 0);
 
-    let delayed = Agent::start(SpopConfig {
+    let delayed = InProcessAgent::start(SpopConfig {
         processing_delay: Duration::from_secs(5),
         ..cfg()
     })
@@ -1040,7 +1040,7 @@ async fn n11_haproxy_disconnect() {
 /// implementation's choice; §4 allows skipping too).
 #[tokio::test]
 async fn n12_unexpected_frame_types() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     for t in [
         4u8,
         50,
@@ -1059,7 +1059,7 @@ async fn n12_unexpected_frame_types() {
 /// N13: ACK = FIN only, the NOTIFY's ids, an empty action list, one frame per NOTIFY.
 #[tokio::test]
 async fn n13_ack_encoding() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     c.send(&notify(300, 1, &mirror_message("/n13"))).await;
     let got = c.frame().await.unwrap();
@@ -1075,7 +1075,7 @@ async fn n13_ack_encoding() {
 /// R1: a burst of new connections (HAProxy reload) is accepted and served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_connection_burst() {
-    let agent = Arc::new(Agent::start(cfg()).await);
+    let agent = Arc::new(InProcessAgent::start(cfg()).await);
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let agent = agent.clone();
@@ -1099,7 +1099,7 @@ async fn r1_connection_burst() {
 /// R2: EOF without DISCONNECT (3.x idle close, end of a health check) is a normal close.
 #[tokio::test]
 async fn r2_eof_without_disconnect() {
-    let agent = Agent::start(cfg()).await;
+    let agent = InProcessAgent::start(cfg()).await;
     let mut c = agent.ready("").await;
     c.send(&notify(1, 1, &mirror_message("/r2"))).await;
     assert_eq!(c.frame_hex().await, hex(&ack(1, 1)));
@@ -1167,7 +1167,7 @@ async fn r3_stalled_consumer_does_not_delay_acks() {
 /// no head-of-line blocking across streams or connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r4_many_streams_many_connections() {
-    let agent = Arc::new(Agent::start(with_caps(caps(true, false, false))).await);
+    let agent = Arc::new(InProcessAgent::start(with_caps(caps(true, false, false))).await);
     let mut stuck = agent.ready("pipelining").await;
     let half = notify(1, 1, &mirror_message("/stuck"));
     stuck.send(&half[..half.len() / 2]).await;
@@ -1234,7 +1234,7 @@ fn fragmented_body() -> (Vec<u8>, Vec<Vec<u8>>) {
 /// only after the FIN fragment.
 #[tokio::test]
 async fn fragmentation_reassembles_split_values() {
-    let agent = Agent::start(frag_cfg()).await;
+    let agent = InProcessAgent::start(frag_cfg()).await;
     let mut c = agent.connect().await;
     c.send(&haproxy_hello(16380, "pipelining,async")).await;
     assert_eq!(
@@ -1279,7 +1279,7 @@ async fn fragmentation_reassembles_split_values() {
 /// An UNSET with FIN|ABORT drops the fragmented NOTIFY: no ACK, nothing handed over.
 #[tokio::test]
 async fn fragmentation_abort_drops_without_ack() {
-    let agent = Agent::start(frag_cfg()).await;
+    let agent = InProcessAgent::start(frag_cfg()).await;
     let mut c = agent.ready("pipelining,async").await;
     let (_, parts) = fragmented_body();
     c.send(
@@ -1312,7 +1312,7 @@ async fn fragmentation_abort_drops_without_ack() {
 /// or a new NOTIFY).
 #[tokio::test]
 async fn fragmentation_interlaced_is_11() {
-    let agent = Agent::start(frag_cfg()).await;
+    let agent = InProcessAgent::start(frag_cfg()).await;
     let (_, parts) = fragmented_body();
     let start = frame(T_NOTIFY, 0, 1, 1, &parts[0]);
     for intruder in [
@@ -1329,7 +1329,7 @@ async fn fragmentation_interlaced_is_11() {
 /// fragment alone is over.
 #[tokio::test]
 async fn fragmentation_over_max_reassembled_size_is_3() {
-    let agent = Agent::start(SpopConfig {
+    let agent = InProcessAgent::start(SpopConfig {
         max_reassembled_size: 1000,
         ..frag_cfg()
     })
@@ -1360,7 +1360,7 @@ async fn fragmentation_over_max_reassembled_size_is_3() {
 /// A reassembled payload that is not a valid LIST-OF-MESSAGES: status 4.
 #[tokio::test]
 async fn fragmentation_invalid_reassembled_payload_is_4() {
-    let agent = Agent::start(frag_cfg()).await;
+    let agent = InProcessAgent::start(frag_cfg()).await;
     let (whole, _) = fragmented_body();
     let bad = [
         frame(T_NOTIFY, 0, 1, 1, &whole[..100]),
@@ -1376,7 +1376,7 @@ async fn fragmentation_invalid_reassembled_payload_is_4() {
 #[tokio::test]
 async fn processing_delay_holds_the_ack() {
     let delay = Duration::from_millis(250);
-    let agent = Agent::start(SpopConfig {
+    let agent = InProcessAgent::start(SpopConfig {
         processing_delay: delay,
         ..with_caps(caps(true, false, false))
     })
@@ -1406,7 +1406,7 @@ async fn processing_delay_holds_the_ack() {
 /// is closed after `idle_timeout`: AGENT-DISCONNECT 2 (the implementation's additions).
 #[tokio::test]
 async fn frame_and_idle_timeouts() {
-    let agent = Agent::start(SpopConfig {
+    let agent = InProcessAgent::start(SpopConfig {
         frame_timeout: Duration::from_millis(200),
         idle_timeout: Some(Duration::from_millis(400)),
         ..cfg()
@@ -1425,7 +1425,7 @@ async fn frame_and_idle_timeouts() {
 /// (after the ACKs `-t` still holds) and closes it; `serve()` returns; the port is closed.
 #[tokio::test]
 async fn shutdown_disconnects_everyone() {
-    let mut agent = Agent::start(SpopConfig {
+    let mut agent = InProcessAgent::start(SpopConfig {
         processing_delay: Duration::from_secs(30),
         ..with_caps(caps(true, false, false))
     })

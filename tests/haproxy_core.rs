@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::agent::Agent;
+use common::agent::AgentProcess;
 use common::client;
 use common::haproxy::{
     spoe_error_lines, Haproxy, HaproxyBin, MirrorSetup, AGENT_BACKEND, AGENT_SERVER,
@@ -51,7 +51,7 @@ async fn assert_agent_up(hap: &Haproxy) {
 
 /// Send [`REQUESTS`] GETs through HAProxy and check both ends: the primary's answers, the
 /// agent's NOTIFY/ACK counters, HAProxy's SPOE event lines, no SPOE error, the check UP.
-async fn traffic_is_acked(hap: &Haproxy, agent: &Agent, primary: &Sink) {
+async fn traffic_is_acked(hap: &Haproxy, agent: &AgentProcess, primary: &Sink) {
     assert_agent_up(hap).await;
 
     let responses = client::get_many(hap.addr(), "/core/req-", REQUESTS, CLIENT_CONNECTIONS)
@@ -123,7 +123,7 @@ async fn traffic_is_acked(hap: &Haproxy, agent: &Agent, primary: &Sink) {
 /// Agent with the defaults (no capabilities), HAProxy with the captures' spoe.cfg.
 async fn traffic_acked(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&[]).await;
+    let agent = AgentProcess::start(&[]).await;
     let hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
     traffic_is_acked(&hap, &agent, &primary).await;
 }
@@ -133,7 +133,7 @@ per_haproxy!(traffic_acked);
 /// always offers it), so NOTIFYs share connections and ACKs may come back in any order.
 async fn traffic_acked_pipelining(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&["-c", "pipelining"]).await;
+    let agent = AgentProcess::start(&["-c", "pipelining"]).await;
     let mut setup = MirrorSetup::new(&bin, primary.addr(), agent.addr());
     if !bin.is_spop_mode() {
         setup.spoe_agent_extra.push("option pipelining".into());
@@ -147,7 +147,7 @@ per_haproxy!(traffic_acked_pipelining);
 /// still get through, none times out.
 async fn processing_delay_acked(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&["-t", "50ms"]).await;
+    let agent = AgentProcess::start(&["-t", "50ms"]).await;
     let hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
     let started = std::time::Instant::now();
     traffic_is_acked(&hap, &agent, &primary).await;
@@ -166,7 +166,7 @@ per_haproxy!(processing_delay_acked);
 /// check fails.
 async fn healthcheck_only_stays_up(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&[]).await;
+    let agent = AgentProcess::start(&[]).await;
     let mut setup = MirrorSetup::new(&bin, primary.addr(), agent.addr());
     setup.check_inter = Duration::from_millis(200);
     let hap = Haproxy::start(&bin, &setup).await;
@@ -215,7 +215,7 @@ per_haproxy!(healthcheck_only_stays_up);
 /// limit) and a GET with a 2 KiB header. Each is one NOTIFY, ACKed, and reaches the primary.
 async fn h2_and_large_requests_acked(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&[]).await;
+    let agent = AgentProcess::start(&[]).await;
     let setup = MirrorSetup::new(&bin, primary.addr(), agent.addr()).with_h2();
     let hap = Haproxy::start(&bin, &setup).await;
     assert_agent_up(&hap).await;
@@ -276,7 +276,7 @@ per_haproxy!(h2_and_large_requests_acked);
 /// SPOE error; the agent sees no protocol error and ends with no connection open.
 async fn soft_stop_is_clean(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
-    let agent = Agent::start(&["-c", "pipelining"]).await;
+    let agent = AgentProcess::start(&["-c", "pipelining"]).await;
     let mut hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
     assert_agent_up(&hap).await;
     let responses = client::get_many(hap.addr(), "/stop/", 20, 2)

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::agent::Agent;
+use common::agent::AgentProcess;
 use common::client::{self, HttpConn};
 use common::haproxy::{Haproxy, HaproxyBin, MirrorSetup};
 use common::sink::{Recorded, Sink, RESPONSE_BODY};
@@ -408,7 +408,7 @@ fn comparable(r: &Recorded, drop_length: bool) -> Vec<(String, Vec<u8>)> {
 /// (counters scraped from its Prometheus endpoint).
 enum AgentUnderTest {
     InProcess(Arc<Stats>),
-    Binary(Agent),
+    Binary(AgentProcess),
 }
 
 impl AgentUnderTest {
@@ -475,7 +475,7 @@ async fn fidelity(bin: HaproxyBin) {
 async fn fidelity_binary(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
     let mirror_sink = Sink::start("mirror").await;
-    let agent = Agent::builder()
+    let agent = AgentProcess::builder()
         .mirror(&mirror_sink.url())
         .args(["--mirror-timeout", "10s"])
         .start()

@@ -123,3 +123,22 @@ async fn source_address_is_used() {
     mirror.shutdown(Duration::from_secs(5)).await;
     assert_eq!(get(&stats.mirror_status_2xx), 1);
 }
+
+/// `-I if!lo` with `-P`: the range connector binds the socket to the interface
+/// (SO_BINDTODEVICE) before it binds the port.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn interface_with_local_port_range() {
+    let (addr, mut peers) = closing_sink().await;
+    let lo = free_port_run();
+    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    cfg.interface = Some("if!lo".into());
+    cfg.local_ports = Some((lo, lo + 3));
+    let stats = Arc::new(Stats::default());
+    let mirror = Mirror::new(cfg, stats.clone()).unwrap();
+    mirror.handle(vec![get_message("/dev")]);
+    let peer = next_peer(&mut peers).await;
+    assert!((lo..=lo + 3).contains(&peer.port()), "{peer}");
+    mirror.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(get(&stats.mirror_status_2xx), 1);
+}

@@ -1,4 +1,4 @@
-//! Replays every real HAProxy 2.6 / 2.8 / 3.2 conversation under `shared/captures/` against
+//! Replays every real HAProxy 2.6 / 2.8 / 3.2 conversation under `tests/data/captures/` against
 //! the in-process agent and compares its answers with what the C spoa-mirror answered.
 //!
 //! For each capture the agent is configured like the capture's agent command (`-m` left at the
@@ -24,7 +24,7 @@ mod support;
 use spoa_mirror::config::SpopConfig;
 use spoa_mirror::spop::{Capabilities, Message, TypedData};
 use std::collections::{BTreeMap, BTreeSet};
-use support::agent::{Agent, Client};
+use support::agent::{Client, InProcessAgent};
 use support::captures::{self, Capture, Event};
 use support::hex;
 
@@ -175,7 +175,7 @@ async fn replay(capture: &Capture) -> (usize, usize) {
     let name = &capture.name;
     let cfg = config_for(capture);
     let pipelined = cfg.capabilities.pipelining;
-    let agent = Agent::start(cfg).await;
+    let agent = InProcessAgent::start(cfg).await;
     let mut clients: BTreeMap<u32, Client> = BTreeMap::new();
     let mut got: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut want: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -276,8 +276,7 @@ async fn replay(capture: &Capture) -> (usize, usize) {
 
 #[tokio::test]
 async fn replay_every_capture() {
-    let Some(dir) = captures::dir() else { return };
-    let all = captures::load_all(&dir);
+    let all = captures::load_all(&captures::dir());
     // 3 versions × 8 scenarios.
     assert_eq!(all.len(), 24);
     let (mut frames, mut notifies) = (0, 0);
@@ -286,7 +285,7 @@ async fn replay_every_capture() {
         frames += f;
         notifies += n;
     }
-    // Every agent frame of the captures was compared, every NOTIFY checked (README: all 84
+    // Every agent frame of the captures was compared, every NOTIFY checked (RECORDING.md: all 84
     // client requests were mirrored).
     assert_eq!((frames, notifies), (181, 84));
 }

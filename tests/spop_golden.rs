@@ -3,7 +3,7 @@
 //! Sources of truth, none of them the codec under test: the byte vectors of
 //! `shared/research/spop-protocol.md` §1.4 and §1.13 (copied from HAProxy's sources and
 //! issue logs, or computed and cross-checked there), the 362 frames of the real captures under
-//! `shared/captures/`, and the hand-written builder in `support::wire`. Each vector is decoded,
+//! `tests/data/captures/`, and the hand-written builder in `support::wire`. Each vector is decoded,
 //! its fields are checked, and it is encoded back and compared byte for byte.
 
 mod support;
@@ -596,10 +596,9 @@ fn haproxy_disconnect_vectors() {
 
 #[test]
 fn every_captured_frame_round_trips() {
-    let Some(dir) = captures::dir() else { return };
     let mut frames = 0;
     let mut types = std::collections::BTreeSet::new();
-    for capture in captures::load_all(&dir) {
+    for capture in captures::load_all(&captures::dir()) {
         for event in &capture.events {
             let captures::Event::Frame {
                 from_haproxy,

@@ -4,15 +4,6 @@
 use super::{Error, LENGTH_PREFIX, MIN_FRAME_LEN};
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Why the stream could not be cut into frames.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error(transparent)]
-    Frame(#[from] Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
 /// Splits frames off a read buffer.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
@@ -50,7 +41,10 @@ impl FrameDecoder {
                 max: self.max_frame_size,
             });
         }
-        let len = len as usize;
+        let len = usize::try_from(len).map_err(|_| Error::FrameTooBig {
+            len: u64::from(len),
+            max: self.max_frame_size,
+        })?;
         if len < MIN_FRAME_LEN {
             return Err(Error::FrameTooShort(len));
         }
@@ -78,7 +72,10 @@ impl FrameDecoder {
         let mut arr = [0u8; LENGTH_PREFIX];
         arr.copy_from_slice(prefix);
         let len = u32::from_be_bytes(arr);
-        (len <= self.max_frame_size).then_some(len as usize + LENGTH_PREFIX)
+        if len > self.max_frame_size {
+            return None;
+        }
+        usize::try_from(len).ok()?.checked_add(LENGTH_PREFIX)
     }
 }
 
@@ -108,7 +105,7 @@ mod tests {
         for len in 0u8..7 {
             assert_eq!(
                 d.check(&[0, 0, 0, len]),
-                Err(Error::FrameTooShort(len as usize))
+                Err(Error::FrameTooShort(usize::from(len)))
             );
         }
     }

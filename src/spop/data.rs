@@ -82,9 +82,13 @@ impl TypedData {
             // Following the spec, any value with bit 0 of the flags set is true.
             T_BOOL => TypedData::Bool(byte & BOOL_TRUE != 0),
             // Signed integers travel as the 64-bit two's-complement pattern (no zig-zag).
-            T_INT32 => TypedData::Int32(r.varint()? as i64 as i32),
-            T_UINT32 => TypedData::Uint32(r.varint()? as u32),
-            T_INT64 => TypedData::Int64(r.varint()? as i64),
+            T_INT32 => TypedData::Int32(
+                i32::try_from(to_signed(r.varint()?)).map_err(|_| Error::IntOutOfRange("INT32"))?,
+            ),
+            T_UINT32 => TypedData::Uint32(
+                u32::try_from(r.varint()?).map_err(|_| Error::IntOutOfRange("UINT32"))?,
+            ),
+            T_INT64 => TypedData::Int64(to_signed(r.varint()?)),
             T_UINT64 => TypedData::Uint64(r.varint()?),
             T_IPV4 => {
                 let b = r.take(4, "IPV4")?;
@@ -110,7 +114,7 @@ impl TypedData {
             TypedData::Bool(v) => dst.put_u8(T_BOOL | if *v { BOOL_TRUE } else { 0 }),
             TypedData::Int32(v) => {
                 dst.put_u8(T_INT32);
-                varint::encode(i64::from(*v) as u64, dst);
+                varint::encode(to_unsigned(i64::from(*v)), dst);
             }
             TypedData::Uint32(v) => {
                 dst.put_u8(T_UINT32);
@@ -118,7 +122,7 @@ impl TypedData {
             }
             TypedData::Int64(v) => {
                 dst.put_u8(T_INT64);
-                varint::encode(*v as u64, dst);
+                varint::encode(to_unsigned(*v), dst);
             }
             TypedData::Uint64(v) => {
                 dst.put_u8(T_UINT64);
@@ -144,9 +148,20 @@ impl TypedData {
     }
 }
 
+/// The 64-bit two's-complement pattern a signed integer travels as (no zig-zag).
+fn to_unsigned(v: i64) -> u64 {
+    u64::from_be_bytes(v.to_be_bytes())
+}
+
+/// The signed integer a 64-bit two's-complement pattern stands for.
+fn to_signed(v: u64) -> i64 {
+    i64::from_be_bytes(v.to_be_bytes())
+}
+
 /// Appends a varint length followed by the bytes.
 pub(crate) fn put_bytes<B: BufMut>(bytes: &[u8], dst: &mut B) {
-    varint::encode(bytes.len() as u64, dst);
+    // A usize always fits a u64 on the targets Rust supports.
+    varint::encode(u64::try_from(bytes.len()).unwrap_or(u64::MAX), dst);
     dst.put_slice(bytes);
 }
 
@@ -241,12 +256,10 @@ impl Reader {
 
     /// A varint length followed by that many bytes (STRING/BINARY data, KV names).
     pub fn bytes(&mut self, what: &'static str) -> Result<Bytes, Error> {
-        let len = self.varint()?;
-        // Compare as u64 before converting: a hostile length never becomes an allocation.
-        if len > self.buf.len() as u64 {
-            return Err(Error::UnexpectedEnd(what));
-        }
-        self.take(len as usize, what)
+        // A length that does not even fit a usize is longer than what is left. `take` checks
+        // the rest before splitting: a hostile length never becomes an allocation.
+        let len = usize::try_from(self.varint()?).map_err(|_| Error::UnexpectedEnd(what))?;
+        self.take(len, what)
     }
 
     fn advance(&mut self, n: usize) {
@@ -264,6 +277,27 @@ mod tests {
         let v = TypedData::decode(&mut r)?;
         assert!(r.is_empty(), "left over bytes");
         Ok(v)
+    }
+
+    #[test]
+    fn int32_and_uint32_out_of_range_are_refused() {
+        let int = |t: u8, v: u64| {
+            let mut b = vec![t];
+            varint::encode(v, &mut b);
+            TypedData::decode(&mut Reader::new(Bytes::from(b)))
+        };
+        let i32_min = u64::from_be_bytes(i64::from(i32::MIN).to_be_bytes());
+        assert_eq!(int(T_INT32, i32_min), Ok(TypedData::Int32(i32::MIN)));
+        assert_eq!(int(T_INT32, 1 << 31), Err(Error::IntOutOfRange("INT32")));
+        assert_eq!(
+            int(T_INT32, i32_min - 1),
+            Err(Error::IntOutOfRange("INT32"))
+        );
+        assert_eq!(int(T_UINT32, 1 << 32), Err(Error::IntOutOfRange("UINT32")));
+        assert_eq!(
+            Error::IntOutOfRange("INT32").status(),
+            crate::spop::Status::InvalidFrame
+        );
     }
 
     fn encoded(v: &TypedData) -> Vec<u8> {

@@ -193,7 +193,8 @@ impl Frame {
 
 /// Writes the length of the frame that starts at `start` into its 4-byte prefix.
 pub(crate) fn patch_length(dst: &mut BytesMut, start: usize) {
-    let len = dst.len().saturating_sub(start + LENGTH_PREFIX) as u32;
+    // Frames are bounded by max-frame-size (a u32), so the length always fits.
+    let len = u32::try_from(dst.len().saturating_sub(start + LENGTH_PREFIX)).unwrap_or(u32::MAX);
     if let Some(prefix) = dst.get_mut(start..start + LENGTH_PREFIX) {
         prefix.copy_from_slice(&len.to_be_bytes());
     }

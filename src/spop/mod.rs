@@ -22,7 +22,7 @@ mod status;
 pub mod varint;
 
 pub use ack::{Action, VarScope};
-pub use codec::{DecodeError, FrameDecoder};
+pub use codec::FrameDecoder;
 pub use data::{Kv, Reader, TypedData};
 pub use disconnect::Disconnect;
 pub use frame::{Flags, Frame, FrameHeader, FrameType, Payload};
@@ -49,8 +49,8 @@ pub enum Error {
     VarintOverflow,
     #[error("typed data with reserved type {0}")]
     UnknownDataType(u8),
-    #[error("{0} bytes left over after the last item of the payload")]
-    TrailingBytes(usize),
+    #[error("{0} value does not fit its type")]
+    IntOutOfRange(&'static str),
     #[error("frame length {0} is shorter than the 7-byte minimum")]
     FrameTooShort(usize),
     #[error("frame length {len} exceeds max-frame-size {max}")]

@@ -53,9 +53,9 @@ impl Message {
             put_bytes(&m.name, dst);
             // NB-ARGS is one byte; a message built with more args is cut at 255 so the frame
             // stays well-formed.
-            let n = m.args.len().min(255);
-            dst.put_u8(n as u8);
-            for a in m.args.iter().take(n) {
+            let n = u8::try_from(m.args.len()).unwrap_or(u8::MAX);
+            dst.put_u8(n);
+            for a in m.args.iter().take(usize::from(n)) {
                 put_bytes(&a.name, dst);
                 a.value.encode(dst);
             }

@@ -27,16 +27,22 @@ pub fn encoded_len(mut value: u64) -> usize {
 /// Appends the encoding of `value` to `dst`.
 pub fn encode<B: BufMut>(mut value: u64, dst: &mut B) {
     if value < 240 {
-        dst.put_u8(value as u8);
+        dst.put_u8(low_byte(value));
         return;
     }
-    dst.put_u8((value as u8) | 0xF0);
+    dst.put_u8(low_byte(value) | 0xF0);
     value = (value - 240) >> 4;
     while value >= 128 {
-        dst.put_u8((value as u8) | 0x80);
+        dst.put_u8(low_byte(value) | 0x80);
         value = (value - 128) >> 7;
     }
-    dst.put_u8(value as u8);
+    dst.put_u8(low_byte(value));
+}
+
+/// The least significant byte (the encoder keeps only the bits it masks in).
+fn low_byte(value: u64) -> u8 {
+    let [low, ..] = value.to_le_bytes();
+    low
 }
 
 /// Decodes one varint from the start of `src`; returns the value and the bytes it took.
@@ -84,7 +90,7 @@ mod tests {
         (33818863, "ffffff7f"),
         (33818864, "f080808000"),
         (16380, "fcf006"),
-        (u32::MAX as u64, "fff0fefe7e"),
+        (0xFFFF_FFFF, "fff0fefe7e"), // u32::MAX
         (u64::MAX, "fff0fefefefefefefe0e"),
     ];
 

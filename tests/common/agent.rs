@@ -1,9 +1,14 @@
-//! The agent under test: the `spoa-mirror` binary cargo built for this package, run as a
-//! child process on 127.0.0.1 with its stdout and stderr captured to one file, and its
-//! Prometheus endpoint (`--metrics-address`) scraped for counters.
+//! The agent under test as a child process ([`AgentProcess`]): the `spoa-mirror` binary cargo
+//! built for this package, run on 127.0.0.1 with its stdout and stderr captured to one file,
+//! and its Prometheus endpoint (`--metrics-address`) scraped for counters.
+//!
+//! Which harness: use this one when the test is about the program: the command line, signals,
+//! logging, the metrics endpoint, exit codes, or the agent behind a real HAProxy. For the SPOP
+//! protocol itself use `tests/support/agent.rs` (`InProcessAgent`: in-process, the handler's
+//! messages and the `Stats` read directly, no process to start).
 //!
 //! ```ignore
-//! let agent = Agent::builder().args(["-c", "pipelining"]).start().await;
+//! let agent = AgentProcess::builder().args(["-c", "pipelining"]).start().await;
 //! let acks = agent.metric("ack_total").await;
 //! ```
 
@@ -27,13 +32,13 @@ pub const METRIC_PREFIX: &str = "spoa_mirror_";
 /// Options for starting an agent. Defaults: `-r0 -a 127.0.0.1 -p <free port>` and
 /// `--metrics-address 127.0.0.1:<free port>`; extra arguments come after them, so a repeated
 /// scalar option (`-r 5s`) overrides the default (last one wins, like the original).
-pub struct AgentBuilder {
+pub struct AgentProcessBuilder {
     args: Vec<String>,
     metrics: bool,
     env: Vec<(String, String)>,
 }
 
-impl AgentBuilder {
+impl AgentProcessBuilder {
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -69,7 +74,7 @@ impl AgentBuilder {
     /// agent's output if it exits first or does not listen within [`START_TIMEOUT`]. A port
     /// taken between [`free_port`] and the agent's bind ("in use") is retried with new ports,
     /// up to 3 times.
-    pub async fn start(self) -> Agent {
+    pub async fn start(self) -> AgentProcess {
         let mut attempt = 1;
         loop {
             let mut agent = self.spawn();
@@ -85,7 +90,7 @@ impl AgentBuilder {
     }
 
     /// One spawn on fresh ports.
-    fn spawn(&self) -> Agent {
+    fn spawn(&self) -> AgentProcess {
         let dir = tempfile::Builder::new()
             .prefix("spoa-agent-")
             .tempdir()
@@ -115,7 +120,7 @@ impl AgentBuilder {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {AGENT_BIN}: {e}"));
-        Agent {
+        AgentProcess {
             child,
             port,
             metrics_addr,
@@ -126,8 +131,12 @@ impl AgentBuilder {
     }
 }
 
-/// A running agent; SIGTERM (then SIGKILL) on drop.
-pub struct Agent {
+/// The former name, still used by `tests/ops.rs` and `tests/reliability.rs`; new code names
+/// [`AgentProcess`].
+pub type Agent = AgentProcess;
+
+/// A running agent process; SIGTERM (then SIGKILL) on drop.
+pub struct AgentProcess {
     child: Child,
     port: u16,
     metrics_addr: Option<SocketAddr>,
@@ -136,9 +145,9 @@ pub struct Agent {
     _dir: tempfile::TempDir,
 }
 
-impl Agent {
-    pub fn builder() -> AgentBuilder {
-        AgentBuilder {
+impl AgentProcess {
+    pub fn builder() -> AgentProcessBuilder {
+        AgentProcessBuilder {
             args: Vec::new(),
             metrics: true,
             env: Vec::new(),
@@ -146,8 +155,11 @@ impl Agent {
     }
 
     /// Start with the default arguments plus `extra`.
-    pub async fn start(extra: &[&str]) -> Agent {
-        Agent::builder().args(extra.iter().copied()).start().await
+    pub async fn start(extra: &[&str]) -> AgentProcess {
+        AgentProcess::builder()
+            .args(extra.iter().copied())
+            .start()
+            .await
     }
 
     /// Wait until the ports listen; `Err` with a description (and the output) if the agent
@@ -297,7 +309,7 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
+impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.terminate();
         if super::print_logs_on_drop() {

@@ -1,5 +1,13 @@
-//! The agent under test, in-process: `listener::serve` on 127.0.0.1:0 with a handler that
-//! records every NOTIFY's messages, and a raw SPOP client that reads whole frames.
+//! The agent under test, in-process ([`InProcessAgent`]): `listener::serve` on 127.0.0.1:0
+//! with a handler that records every NOTIFY's messages, and a raw SPOP client ([`Client`]) that
+//! reads whole frames.
+//!
+//! Which harness: use this one for the SPOP protocol (handshake, framing, ACKs, DISCONNECT
+//! statuses, what the handler receives): no process to start, the handler's messages and the
+//! `Stats` are read directly, and a test can run many agents cheaply. Use
+//! `tests/common/agent.rs` (`AgentProcess`, the built binary as a child process) when the
+//! test is about the program: the command line, signals, logging, the metrics endpoint, exit
+//! codes, or the agent behind a real HAProxy.
 //!
 //! Every wait here is bounded by [`WAIT`]; a test that hangs fails with a message instead.
 
@@ -69,8 +77,11 @@ impl NotifyHandler for Recorder {
     }
 }
 
+/// The former name, still used by `tests/reliability.rs`; new code names [`InProcessAgent`].
+pub type Agent = InProcessAgent;
+
 /// A running in-process agent.
-pub struct Agent {
+pub struct InProcessAgent {
     pub addr: SocketAddr,
     pub recorder: Arc<Recorder>,
     pub stats: Arc<Stats>,
@@ -78,9 +89,9 @@ pub struct Agent {
     pub served: Option<JoinHandle<()>>,
 }
 
-impl Agent {
+impl InProcessAgent {
     /// Binds 127.0.0.1:0 and runs `serve` on the current runtime.
-    pub async fn start(cfg: SpopConfig) -> Agent {
+    pub async fn start(cfg: SpopConfig) -> InProcessAgent {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -95,7 +106,7 @@ impl Agent {
             stats.clone(),
             shutdown.clone(),
         ));
-        Agent {
+        InProcessAgent {
             addr,
             recorder,
             stats,
@@ -151,7 +162,7 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
+impl Drop for InProcessAgent {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }

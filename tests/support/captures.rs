@@ -1,9 +1,5 @@
-//! Reading the real HAProxy ↔ spoa-mirror conversations under `../shared/captures/*/*.spop`
-//! (format: `shared/captures/README.md`).
-//!
-//! The folder sits beside the repository (locally and in CI). When it is missing the tests
-//! that need it are skipped with a note, except when `CI` is set: then they fail, so a broken
-//! CI checkout cannot pass by testing nothing.
+//! Reading the real HAProxy ↔ spoa-mirror conversations under `tests/data/captures/*/*.spop`
+//! (format: `tests/data/captures/RECORDING.md`).
 
 use super::unhex;
 use std::path::{Path, PathBuf};
@@ -55,20 +51,9 @@ impl Capture {
     }
 }
 
-/// The captures folder, or `None` (skip) when it is missing outside CI.
-pub fn dir() -> Option<PathBuf> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures")).to_path_buf();
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("captures folder {} is missing (CI is set)", dir.display());
-    }
-    eprintln!(
-        "note: {} not found; capture tests skipped (set CI=1 to make this an error)",
-        dir.display()
-    );
-    None
+/// The captures folder, in the repository.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures")
 }
 
 /// Every `*/*.spop` file, sorted by name.

@@ -1,6 +1,7 @@
 //! Helpers shared by the SPOP core tests (`spop_golden`, `conformance`, `replay`,
-//! `codec_props`): hex, an independent frame builder ([`wire`]), and an in-process agent with a
-//! recording handler plus a raw SPOP client ([`agent`]).
+//! `codec_props`): hex, an independent frame builder ([`wire`]), an in-process agent with a
+//! recording handler plus a raw SPOP client ([`agent`]), and the captures ([`captures`]). The
+//! agent as a child process is `tests/common/agent.rs`.
 //!
 //! [`wire`] deliberately does not use the crate's encoder, so a test that builds its input
 //! with it and compares the agent's output against it checks the codec against a second,
