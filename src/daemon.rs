@@ -4,10 +4,8 @@
 //! AGENT-DISCONNECT (status 0) on every SPOP connection, let in-flight mirror requests finish
 //! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
 
-mod metrics;
 mod process;
 
-pub use metrics::{monitor_line, render as render_metrics};
 pub use process::{daemonize, exit, sd_notify, Forked, Pidfile, Readiness};
 
 use crate::cli::{redact_userinfo, EXIT_STARTUP};
@@ -89,9 +87,13 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     ready.ready();
 
     if let Some(l) = metrics {
-        tokio::spawn(metrics::serve(l, Arc::clone(&stats), shutdown.clone()));
+        tokio::spawn(crate::stats::serve_metrics(
+            l,
+            Arc::clone(&stats),
+            shutdown.clone(),
+        ));
     }
-    tokio::spawn(metrics::monitor(
+    tokio::spawn(crate::stats::monitor(
         Arc::clone(&stats),
         config.run.monitor_interval,
         shutdown.clone(),
@@ -128,7 +130,7 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         );
         m.shutdown(drain_timeout(&config)).await;
     }
-    info!("final counters: {}", monitor_line(&stats));
+    info!("final counters: {}", crate::stats::monitor_line(&stats));
     info!("stopped");
     0
 }

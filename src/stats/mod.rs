@@ -5,6 +5,12 @@
 //! a reader that sees a counter that is bumped last (`mirror_sent_total`, `ack_total`) also
 //! sees every update made before it.
 
+mod metrics;
+mod monitor;
+
+pub use metrics::{render as render_metrics, serve as serve_metrics};
+pub use monitor::{monitor, monitor_line};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

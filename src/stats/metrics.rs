@@ -1,8 +1,6 @@
-//! What an operator sees of the counters: the `-i` monitor line and the Prometheus endpoint
-//! (`--metrics-address`). Both read [`Stats`]; neither keeps state of its own besides the
-//! monitor's last snapshot.
+//! The Prometheus endpoint (`--metrics-address`): every counter of [`Stats`] at each scrape.
 
-use crate::stats::{get, Histogram, Stats};
+use super::{get, Histogram, Stats};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Counter,
     Gauge,
 }
@@ -29,7 +27,7 @@ type Field = fn(&Stats) -> &AtomicU64;
 
 /// Every counter and gauge, by its [`Stats`] field name. Add a field to `Stats`, add it here.
 #[rustfmt::skip]
-const FIELDS: &[(&str, Kind, &str, Field)] = &[
+pub(super) const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("connections_total", Kind::Counter, "SPOP connections accepted (health checks included).", |s| &s.connections_total),
     ("connections_active", Kind::Gauge, "SPOP connections open now.", |s| &s.connections_active),
     ("healthchecks_total", Kind::Counter, "SPOP connections that were health checks.", |s| &s.healthchecks_total),
@@ -76,84 +74,6 @@ const HISTOGRAMS: &[(&str, &str, HistogramField)] = &[
         |s| &s.mirror_latency,
     ),
 ];
-
-/// Fields the monitor ignores when it decides whether anything changed: HAProxy's
-/// `option spop-check` opens a connection every few seconds, which alone is no news.
-const NOT_NEWS: &[&str] = &[
-    "connections_total",
-    "connections_active",
-    "healthchecks_total",
-];
-
-/// The values of [`FIELDS`] the monitor compares between two lines.
-pub fn snapshot(stats: &Stats) -> Vec<u64> {
-    FIELDS
-        .iter()
-        .filter(|(name, ..)| !NOT_NEWS.contains(name))
-        .map(|(_, _, _, f)| get(f(stats)))
-        .collect()
-}
-
-fn micros(us: Option<u64>) -> String {
-    match us {
-        None => "-".into(),
-        Some(u64::MAX) => ">10s".into(),
-        Some(us) if us >= 1_000_000 => format!("{}s", us / 1_000_000),
-        Some(us) if us >= 1_000 => format!("{}ms", us / 1_000),
-        Some(us) => format!("{us}us"),
-    }
-}
-
-/// The monitor line: one line, the numbers an operator looks at first.
-pub fn monitor_line(s: &Stats) -> String {
-    let g = |c: &AtomicU64| get(c);
-    format!(
-        "connections {} open, {} total; notify {}, ack {} (latency p50 <= {}, p99 <= {}); \
-         mirrored {} (2xx {}, 3xx {}, 4xx {}, 5xx {}, failed: connect {}, timeout {}, other {}); \
-         dropped: queue full {}, memory {}, shutdown {}; skipped: invalid {}, truncated {}; \
-         in flight {}, queued {}",
-        g(&s.connections_active),
-        g(&s.connections_total),
-        g(&s.notify_total),
-        g(&s.ack_total),
-        micros(s.ack_latency.quantile_upper_bound_us(0.5)),
-        micros(s.ack_latency.quantile_upper_bound_us(0.99)),
-        g(&s.mirror_sent_total),
-        g(&s.mirror_status_2xx),
-        g(&s.mirror_status_3xx),
-        g(&s.mirror_status_4xx),
-        g(&s.mirror_status_5xx),
-        g(&s.mirror_failed_connect),
-        g(&s.mirror_failed_timeout),
-        g(&s.mirror_failed_other),
-        g(&s.mirror_dropped_queue_full),
-        g(&s.mirror_dropped_memory),
-        g(&s.mirror_dropped_shutdown),
-        g(&s.mirror_skipped_invalid),
-        g(&s.mirror_skipped_truncated),
-        g(&s.mirror_in_flight),
-        g(&s.mirror_queued),
-    )
-}
-
-/// Every `interval`, logs [`monitor_line`] if any counter but the connection counts moved
-/// since the last line.
-pub async fn monitor(stats: Arc<Stats>, interval: Duration, shutdown: CancellationToken) {
-    let mut last = snapshot(&stats);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = snapshot(&stats);
-        if now != last {
-            tracing::info!("monitor: {}", monitor_line(&stats));
-            last = now;
-        }
-    }
-}
 
 /// Reads [`Stats`] at each scrape.
 #[derive(Debug)]
