@@ -1118,8 +1118,8 @@ struct Stalled {
 }
 
 impl NotifyHandler for Stalled {
-    fn handle(&self, messages: Vec<Message>) {
-        if self.queue.try_send(messages).is_err() {
+    fn handle(&self, notify: spoa_mirror::handler::Notify) {
+        if self.queue.try_send(notify.messages).is_err() {
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

@@ -3,7 +3,6 @@
 
 use bytes::{BufMut, Bytes};
 use spoa_mirror::config::{MirrorConfig, ProxyConfig, Secret};
-use spoa_mirror::handler::NotifyHandler;
 use spoa_mirror::mirror::Mirror;
 use spoa_mirror::spop::{varint, Arg, Message, TypedData};
 use spoa_mirror::stats::{get, Stats};
@@ -14,6 +13,20 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use spoa_mirror::handler::NotifyHandler;
+
+/// Hands messages to the engine as one NOTIFY without context (what a connection does, minus
+/// the ids).
+trait Offer {
+    fn offer(&self, messages: Vec<Message>);
+}
+
+impl Offer for Mirror {
+    fn offer(&self, messages: Vec<Message>) {
+        NotifyHandler::handle(self, messages.into());
+    }
+}
 
 // ===== a recording HTTP/1.1 server =====
 
@@ -444,7 +457,7 @@ async fn requests_arrive_exactly_once_and_identical() {
 
     let started = Instant::now();
     for c in &cases {
-        mirror.handle(vec![mirror_message(
+        mirror.offer(vec![mirror_message(
             c.method, c.target, c.ver, &c.headers, &c.body,
         )]);
     }
@@ -489,16 +502,16 @@ async fn requests_arrive_exactly_once_and_identical() {
         assert_eq!(headers_of(r), owned(&want), "headers of {}", c.want_target);
         assert_eq!(r.body, c.body, "body of {}", c.want_target);
     }
-    assert_eq!(get(&stats.mirror_sent_total), cases.len() as u64);
-    assert_eq!(get(&stats.mirror_status_2xx), cases.len() as u64);
+    assert_eq!(get(&stats.mirror().sent_total), cases.len() as u64);
+    assert_eq!(get(&stats.mirror().status_2xx), cases.len() as u64);
     assert_eq!(
-        get(&stats.mirror_failed_timeout),
+        get(&stats.mirror().failed_timeout),
         0,
         "HEAD must not wait for a body"
     );
-    assert_eq!(get(&stats.mirror_queued_bytes), 0);
-    assert_eq!(get(&stats.mirror_in_flight), 0);
-    assert_eq!(get(&stats.mirror_queued), 0);
+    assert_eq!(get(&stats.mirror().queued_bytes), 0);
+    assert_eq!(get(&stats.mirror().in_flight), 0);
+    assert_eq!(get(&stats.mirror().queued), 0);
 }
 
 #[tokio::test]
@@ -510,7 +523,7 @@ async fn interleaved_duplicates_are_grouped_the_one_tolerated_difference() {
     )
     .unwrap();
     let h: Vec<(&str, &[u8])> = vec![("host", b"h"), ("x-a", b"1"), ("x-b", b"2"), ("x-a", b"3")];
-    mirror.handle(vec![mirror_message("GET", b"/i", "1.1", &h, b"")]);
+    mirror.offer(vec![mirror_message("GET", b"/i", "1.1", &h, b"")]);
     let r = sink.next().await;
     // hyper's HeaderMap keeps the values of one name together, in their order.
     assert_eq!(
@@ -538,7 +551,7 @@ async fn asterisk_and_string_headers_and_aliases() {
             arg("body", TypedData::Binary(Bytes::new())),
         ],
     };
-    mirror.handle(vec![msg]);
+    mirror.offer(vec![msg]);
     let r = sink.next().await;
     assert_eq!((r.method.as_str(), r.target.as_str()), ("OPTIONS", "*"));
     assert_eq!(
@@ -567,7 +580,7 @@ async fn skipped_messages_are_counted_and_still_never_sent() {
         args: vec![arg("ip", TypedData::Ipv4([1, 2, 3, 4].into()))],
     };
     let good = mirror_message("GET", b"/good", "1.1", &[("host", b"h")], b"");
-    mirror.handle(vec![
+    mirror.offer(vec![
         truncated,
         bad_method,
         bad_hdrs,
@@ -581,7 +594,7 @@ async fn skipped_messages_are_counted_and_still_never_sent() {
     sink.assert_no_more();
     assert_eq!(get(&stats.mirror_skipped_truncated), 1);
     assert_eq!(get(&stats.mirror_skipped_invalid), 2);
-    assert_eq!(get(&stats.mirror_queued_total), 1);
+    assert_eq!(get(&stats.mirror().queued_total), 1);
 }
 
 // ===== delivery =====
@@ -592,7 +605,7 @@ async fn keep_alive_reuses_one_connection() {
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(config(&format!("http://{}", sink.addr)), stats.clone()).unwrap();
     for i in 0..5u64 {
-        mirror.handle(vec![mirror_message(
+        mirror.offer(vec![mirror_message(
             "GET",
             format!("/ka{i}").as_bytes(),
             "1.1",
@@ -602,12 +615,12 @@ async fn keep_alive_reuses_one_connection() {
         sink.next().await;
         // The response is read to its end before the connection goes back to the pool.
         wait_until(Duration::from_secs(5), "request finished", || {
-            get(&stats.mirror_sent_total) == i + 1
+            get(&stats.mirror().sent_total) == i + 1
         })
         .await;
     }
     assert_eq!(sink.accepts.load(Ordering::SeqCst), 1);
-    assert_eq!(get(&stats.mirror_connections_total), 1);
+    assert_eq!(get(&stats.mirror().connections_total), 1);
 }
 
 #[tokio::test]
@@ -643,10 +656,10 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
     let mut max_bytes = 0;
     for i in 0..20 {
         let t = Instant::now();
-        mirror_q.handle(vec![msg(i)]);
-        mirror_m.handle(vec![msg(100 + i)]);
+        mirror_q.offer(vec![msg(i)]);
+        mirror_m.offer(vec![msg(100 + i)]);
         slowest = slowest.max(t.elapsed());
-        max_bytes = max_bytes.max(get(&stats_m.mirror_queued_bytes));
+        max_bytes = max_bytes.max(get(&stats_m.mirror().queued_bytes));
         tokio::task::yield_now().await;
     }
     assert!(
@@ -654,18 +667,18 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
         "handle() took {slowest:?}"
     );
 
-    let q_dropped = get(&stats_q.mirror_dropped_queue_full);
+    let q_dropped = get(&stats_q.mirror().dropped_queue_full);
     assert!(q_dropped >= 16, "queue-full drops: {q_dropped}");
-    assert_eq!(get(&stats_q.mirror_queued_total) + q_dropped, 20);
-    let m_dropped = get(&stats_m.mirror_dropped_memory);
+    assert_eq!(get(&stats_q.mirror().queued_total) + q_dropped, 20);
+    let m_dropped = get(&stats_m.mirror().dropped_memory);
     assert!(m_dropped >= 17, "memory drops: {m_dropped}");
-    assert_eq!(get(&stats_m.mirror_queued_total) + m_dropped, 20);
-    assert_eq!(get(&stats_m.mirror_dropped_queue_full), 0);
+    assert_eq!(get(&stats_m.mirror().queued_total) + m_dropped, 20);
+    assert_eq!(get(&stats_m.mirror().dropped_queue_full), 0);
 
     // While the mirror is slow, the held bytes never pass the budget.
     let deadline = Instant::now() + Duration::from_secs(1);
     while Instant::now() < deadline {
-        max_bytes = max_bytes.max(get(&stats_m.mirror_queued_bytes));
+        max_bytes = max_bytes.max(get(&stats_m.mirror().queued_bytes));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
@@ -675,17 +688,17 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
 
     // The mirror recovers: everything accepted is delivered, and new requests flow again.
     sink.delay_ms.store(0, Ordering::SeqCst);
-    let accepted = get(&stats_q.mirror_queued_total) + get(&stats_m.mirror_queued_total);
+    let accepted = get(&stats_q.mirror().queued_total) + get(&stats_m.mirror().queued_total);
     wait_until(Duration::from_secs(15), "queued requests delivered", || {
-        get(&stats_q.mirror_sent_total) + get(&stats_m.mirror_sent_total) == accepted
+        get(&stats_q.mirror().sent_total) + get(&stats_m.mirror().sent_total) == accepted
     })
     .await;
     for _ in 0..accepted {
         sink.next().await;
     }
-    mirror_q.handle(vec![msg(999)]);
+    mirror_q.offer(vec![msg(999)]);
     assert_eq!(sink.next().await.target, "/slow999");
-    assert_eq!(get(&stats_m.mirror_queued_bytes), 0);
+    assert_eq!(get(&stats_m.mirror().queued_bytes), 0);
 }
 
 #[tokio::test]
@@ -700,7 +713,7 @@ async fn timeouts_and_refused_connections_are_counted() {
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(config(&format!("http://127.0.0.1:{port}")), stats.clone()).unwrap();
     for _ in 0..3 {
-        mirror.handle(vec![mirror_message(
+        mirror.offer(vec![mirror_message(
             "GET",
             b"/",
             "1.1",
@@ -709,10 +722,10 @@ async fn timeouts_and_refused_connections_are_counted() {
         )]);
     }
     wait_until(Duration::from_secs(5), "3 connect failures", || {
-        get(&stats.mirror_failed_connect) == 3
+        get(&stats.mirror().failed_connect) == 3
     })
     .await;
-    assert_eq!(get(&stats.mirror_sent_total), 3);
+    assert_eq!(get(&stats.mirror().sent_total), 3);
 
     // Timeout: the mirror answers after 2 s, the total timeout is 300 ms.
     let mut sink = Sink::start().await;
@@ -721,7 +734,7 @@ async fn timeouts_and_refused_connections_are_counted() {
     let mut cfg = config(&format!("http://{}", sink.addr));
     cfg.timeout = Duration::from_millis(300);
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/slow",
         "1.1",
@@ -730,10 +743,10 @@ async fn timeouts_and_refused_connections_are_counted() {
     )]);
     sink.next().await;
     wait_until(Duration::from_secs(2), "timeout counted", || {
-        get(&stats.mirror_failed_timeout) == 1
+        get(&stats.mirror().failed_timeout) == 1
     })
     .await;
-    assert_eq!(get(&stats.mirror_status_2xx), 0);
+    assert_eq!(get(&stats.mirror().status_2xx), 0);
 }
 
 #[tokio::test]
@@ -745,7 +758,7 @@ async fn shutdown_waits_for_in_flight_then_counts_the_rest() {
     cfg.concurrency = 1;
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     for i in 0..3 {
-        mirror.handle(vec![mirror_message(
+        mirror.offer(vec![mirror_message(
             "GET",
             format!("/s{i}").as_bytes(),
             "1.1",
@@ -760,24 +773,24 @@ async fn shutdown_waits_for_in_flight_then_counts_the_rest() {
         t.elapsed() < Duration::from_secs(2),
         "shutdown must honour its deadline"
     );
-    assert_eq!(get(&stats.mirror_dropped_shutdown), 3);
+    assert_eq!(get(&stats.mirror().dropped_shutdown), 3);
     assert_eq!(
         (
-            get(&stats.mirror_in_flight),
-            get(&stats.mirror_queued),
-            get(&stats.mirror_queued_bytes)
+            get(&stats.mirror().in_flight),
+            get(&stats.mirror().queued),
+            get(&stats.mirror().queued_bytes)
         ),
         (0, 0, 0)
     );
     // Nothing is taken after shutdown.
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/late",
         "1.1",
         &[("host", b"h")],
         b"",
     )]);
-    assert_eq!(get(&stats.mirror_dropped_shutdown), 4);
+    assert_eq!(get(&stats.mirror().dropped_shutdown), 4);
 }
 
 // ===== TLS =====
@@ -827,25 +840,25 @@ async fn https_self_signed_is_refused_by_default_and_accepted_with_the_ca_file()
 
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(config(&url), stats.clone()).unwrap();
-    mirror.handle(vec![msg()]);
+    mirror.offer(vec![msg()]);
     wait_until(Duration::from_secs(5), "verification failure", || {
-        get(&stats.mirror_failed_connect) == 1
+        get(&stats.mirror().failed_connect) == 1
     })
     .await;
-    assert_eq!(get(&stats.mirror_status_2xx), 0);
+    assert_eq!(get(&stats.mirror().status_2xx), 0);
 
     let stats = Arc::new(Stats::default());
     let mut cfg = config(&url);
     cfg.ca_file = Some(fx.ca_path.clone());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![msg()]);
+    mirror.offer(vec![msg()]);
     let r = sink.next().await;
     assert_eq!(
         (r.target.as_str(), r.body.as_slice()),
         ("/tls", &b"abc"[..])
     );
     wait_until(Duration::from_secs(5), "2xx", || {
-        get(&stats.mirror_status_2xx) == 1
+        get(&stats.mirror().status_2xx) == 1
     })
     .await;
 
@@ -853,10 +866,10 @@ async fn https_self_signed_is_refused_by_default_and_accepted_with_the_ca_file()
     let mut cfg = config(&url);
     cfg.insecure = true;
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![msg()]);
+    mirror.offer(vec![msg()]);
     sink.next().await;
     wait_until(Duration::from_secs(5), "2xx", || {
-        get(&stats.mirror_status_2xx) == 1
+        get(&stats.mirror().status_2xx) == 1
     })
     .await;
 
@@ -978,7 +991,7 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
     let mut cfg = config(&format!("http://{}/pre", sink.addr));
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/via?x=1",
         "1.1",
@@ -1003,7 +1016,7 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
     cfg.ca_file = Some(fx.ca_path.clone());
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/tunnel",
         "1.1",
@@ -1026,7 +1039,7 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
     let mut cfg = config(&format!("http://{}", sink.addr));
     cfg.proxy = Some(proxy_config(proxy, Some("localhost, 127.0.0.0/8")));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/direct",
         "1.1",
@@ -1073,7 +1086,7 @@ async fn one_log_line_per_request_in_the_original_format() {
     let mut cfg = config(&format!("http://{}/pre/", sink.addr));
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "PUT",
         b"/a?b=1",
         "1.1",
@@ -1094,7 +1107,7 @@ async fn one_log_line_per_request_in_the_original_format() {
         Arc::new(Stats::default()),
     )
     .unwrap();
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         b"/r",
         "1.1",
@@ -1135,15 +1148,16 @@ async fn one_log_line_per_request_in_the_original_format() {
 #[tokio::test]
 async fn counters_count_one_thing_each() {
     let outcomes = |s: &Stats| {
+        let t = s.mirror();
         [
-            &s.mirror_status_1xx,
-            &s.mirror_status_2xx,
-            &s.mirror_status_3xx,
-            &s.mirror_status_4xx,
-            &s.mirror_status_5xx,
-            &s.mirror_failed_connect,
-            &s.mirror_failed_timeout,
-            &s.mirror_failed_other,
+            &t.status_1xx,
+            &t.status_2xx,
+            &t.status_3xx,
+            &t.status_4xx,
+            &t.status_5xx,
+            &t.failed_connect,
+            &t.failed_timeout,
+            &t.failed_other,
         ]
         .iter()
         .map(|c| get(c))
@@ -1157,7 +1171,7 @@ async fn counters_count_one_thing_each() {
     let url = format!("http://{}/{}", sink.addr, "p".repeat(600));
     let mirror = Mirror::new(config(&url), stats.clone()).unwrap();
     let long_target = format!("/{}", "t".repeat(65_000));
-    mirror.handle(vec![mirror_message(
+    mirror.offer(vec![mirror_message(
         "GET",
         long_target.as_bytes(),
         "1.1",
@@ -1169,9 +1183,9 @@ async fn counters_count_one_thing_each() {
     })
     .await;
     mirror.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(get(&stats.mirror_sent_total), 0, "nothing was sent");
-    assert_eq!(get(&stats.mirror_failed_other), 0);
-    assert_eq!(get(&stats.mirror_memory_bytes), 0);
+    assert_eq!(get(&stats.mirror().sent_total), 0, "nothing was sent");
+    assert_eq!(get(&stats.mirror().failed_other), 0);
+    assert_eq!(get(&stats.mirror().memory_bytes), 0);
     sink.assert_no_more();
 
     // One request in flight to a slow mirror, one waiting behind it (concurrency 1).
@@ -1185,31 +1199,31 @@ async fn counters_count_one_thing_each() {
     let req = |path: &'static [u8]| {
         mirror_message("POST", path, "1.1", &[("host", b"h")], body.as_slice())
     };
-    mirror.handle(vec![req(b"/first")]);
+    mirror.offer(vec![req(b"/first")]);
     sink.next().await;
     // The first is on the wire: it holds memory but is not queued.
-    assert_eq!(get(&stats.mirror_in_flight), 1);
-    assert_eq!(get(&stats.mirror_queued), 0);
+    assert_eq!(get(&stats.mirror().in_flight), 1);
+    assert_eq!(get(&stats.mirror().queued), 0);
     assert_eq!(
-        get(&stats.mirror_queued_bytes),
+        get(&stats.mirror().queued_bytes),
         0,
         "in flight is not queued"
     );
-    let one = get(&stats.mirror_memory_bytes);
+    let one = get(&stats.mirror().memory_bytes);
     assert!(one >= 1000, "memory held by the in-flight request: {one}");
-    mirror.handle(vec![req(b"/again")]);
-    assert_eq!(get(&stats.mirror_queued), 1);
-    assert_eq!(get(&stats.mirror_queued_bytes), one);
-    assert_eq!(get(&stats.mirror_memory_bytes), 2 * one);
+    mirror.offer(vec![req(b"/again")]);
+    assert_eq!(get(&stats.mirror().queued), 1);
+    assert_eq!(get(&stats.mirror().queued_bytes), one);
+    assert_eq!(get(&stats.mirror().memory_bytes), 2 * one);
     sink.next().await;
     wait_until(Duration::from_secs(5), "both delivered", || {
-        get(&stats.mirror_sent_total) == 2
+        get(&stats.mirror().sent_total) == 2
     })
     .await;
-    assert_eq!(get(&stats.mirror_status_2xx), 2);
+    assert_eq!(get(&stats.mirror().status_2xx), 2);
     assert_eq!(outcomes(&stats), 2);
-    assert_eq!(get(&stats.mirror_memory_bytes), 0);
-    assert_eq!(get(&stats.mirror_queued_bytes), 0);
+    assert_eq!(get(&stats.mirror().memory_bytes), 0);
+    assert_eq!(get(&stats.mirror().queued_bytes), 0);
 
     // A failure of each kind: each ended delivery is counted once, in one outcome.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -1218,18 +1232,32 @@ async fn counters_count_one_thing_each() {
         .local_addr()
         .unwrap()
         .port();
+    // One engine, two targets, one message: each target ends it its own way.
     let stats = Arc::new(Stats::default());
-    let refused = Mirror::new(config(&format!("http://127.0.0.1:{port}")), stats.clone()).unwrap();
-    refused.handle(vec![req(b"/refused")]);
-    let mut cfg = config(&format!("http://{}", sink.addr));
-    cfg.timeout = Duration::from_millis(100);
-    let slow = Mirror::new(cfg, stats.clone()).unwrap();
-    slow.handle(vec![req(b"/timeout")]);
+    let mut slow = config(&format!("http://{}", sink.addr));
+    slow.timeout = Duration::from_millis(100);
+    let targets = vec![
+        (
+            "refused".to_owned(),
+            config(&format!("http://127.0.0.1:{port}")),
+        ),
+        ("slow".to_owned(), slow),
+    ];
+    let mirror = Mirror::with_targets(targets, stats.clone()).unwrap();
+    mirror.offer(vec![req(b"/failing")]);
+    let targets = stats.targets();
     wait_until(Duration::from_secs(5), "both failures", || {
-        get(&stats.mirror_sent_total) == 2
+        targets.iter().all(|t| get(&t.sent_total) == 1)
     })
     .await;
-    assert_eq!(get(&stats.mirror_failed_connect), 1);
-    assert_eq!(get(&stats.mirror_failed_timeout), 1);
-    assert_eq!(outcomes(&stats), 2);
+    let (refused, slow) = (&targets[0], &targets[1]);
+    assert_eq!(
+        (refused.name.as_str(), slow.name.as_str()),
+        ("refused", "slow")
+    );
+    assert_eq!(get(&refused.failed_connect), 1);
+    assert_eq!(get(&slow.failed_timeout), 1);
+    assert_eq!(get(&refused.failed_timeout) + get(&slow.failed_connect), 0);
+    // `outcomes` reads the first target only: one outcome for its one delivery.
+    assert_eq!(outcomes(&stats), 1);
 }

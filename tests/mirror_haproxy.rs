@@ -416,18 +416,19 @@ impl AgentUnderTest {
     async fn counter(&self, field: &str) -> u64 {
         match self {
             AgentUnderTest::InProcess(stats) => {
+                let target = stats.mirror();
                 let c = match field {
-                    "mirror_sent_total" => &stats.mirror_sent_total,
-                    "mirror_in_flight" => &stats.mirror_in_flight,
+                    "mirror_sent_total" => &target.sent_total,
+                    "mirror_in_flight" => &target.in_flight,
                     "mirror_skipped_invalid" => &stats.mirror_skipped_invalid,
                     "mirror_skipped_truncated" => &stats.mirror_skipped_truncated,
-                    "mirror_status_2xx" => &stats.mirror_status_2xx,
-                    "mirror_status_3xx" => &stats.mirror_status_3xx,
-                    "mirror_status_4xx" => &stats.mirror_status_4xx,
-                    "mirror_status_5xx" => &stats.mirror_status_5xx,
-                    "mirror_failed_connect" => &stats.mirror_failed_connect,
-                    "mirror_failed_timeout" => &stats.mirror_failed_timeout,
-                    "mirror_failed_other" => &stats.mirror_failed_other,
+                    "mirror_status_2xx" => &target.status_2xx,
+                    "mirror_status_3xx" => &target.status_3xx,
+                    "mirror_status_4xx" => &target.status_4xx,
+                    "mirror_status_5xx" => &target.status_5xx,
+                    "mirror_failed_connect" => &target.failed_connect,
+                    "mirror_failed_timeout" => &target.failed_timeout,
+                    "mirror_failed_other" => &target.failed_other,
                     other => panic!("counter {other} not wired in this test"),
                 };
                 get(c)

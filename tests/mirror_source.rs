@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use spoa_mirror::config::MirrorConfig;
-use spoa_mirror::handler::NotifyHandler;
 use spoa_mirror::mirror::Mirror;
 use spoa_mirror::spop::{Arg, Message, TypedData};
 use spoa_mirror::stats::{get, Stats};
@@ -13,6 +12,20 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use spoa_mirror::handler::NotifyHandler;
+
+/// Hands messages to the engine as one NOTIFY without context (what a connection does, minus
+/// the ids).
+trait Offer {
+    fn offer(&self, messages: Vec<Message>);
+}
+
+impl Offer for Mirror {
+    fn offer(&self, messages: Vec<Message>) {
+        NotifyHandler::handle(self, messages.into());
+    }
+}
 
 /// A mirror that answers one request per connection, then closes it, and reports the peer
 /// address of every connection.
@@ -94,7 +107,7 @@ async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     for path in ["/p1", "/p2", "/p3"] {
-        mirror.handle(vec![get_message(path)]);
+        mirror.offer(vec![get_message(path)]);
         let peer = next_peer(&mut peers).await;
         assert!(
             (lo + 1..=lo + 3).contains(&peer.port()),
@@ -105,8 +118,8 @@ async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
         );
     }
     mirror.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(get(&stats.mirror_status_2xx), 3);
-    assert_eq!(get(&stats.mirror_failed_connect), 0);
+    assert_eq!(get(&stats.mirror().status_2xx), 3);
+    assert_eq!(get(&stats.mirror().failed_connect), 0);
 }
 
 #[tokio::test]
@@ -117,11 +130,11 @@ async fn source_address_is_used() {
     cfg.interface = Some("127.0.0.2".into());
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![get_message("/src")]);
+    mirror.offer(vec![get_message("/src")]);
     let peer = next_peer(&mut peers).await;
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
     mirror.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(get(&stats.mirror_status_2xx), 1);
+    assert_eq!(get(&stats.mirror().status_2xx), 1);
 }
 
 /// `-I if!lo` with `-P`: the range connector binds the socket to the interface
@@ -136,9 +149,9 @@ async fn interface_with_local_port_range() {
     cfg.local_ports = Some((lo, lo + 3));
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
-    mirror.handle(vec![get_message("/dev")]);
+    mirror.offer(vec![get_message("/dev")]);
     let peer = next_peer(&mut peers).await;
     assert!((lo..=lo + 3).contains(&peer.port()), "{peer}");
     mirror.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(get(&stats.mirror_status_2xx), 1);
+    assert_eq!(get(&stats.mirror().status_2xx), 1);
 }

@@ -64,19 +64,6 @@ impl FrameDecoder {
             None => Ok(None),
         }
     }
-
-    /// How many bytes the frame being received needs in all (prefix included), when known;
-    /// lets the reader reserve once instead of growing the buffer step by step.
-    pub fn wanted(&self, buf: &[u8]) -> Option<usize> {
-        let prefix = buf.get(..LENGTH_PREFIX)?;
-        let mut arr = [0u8; LENGTH_PREFIX];
-        arr.copy_from_slice(prefix);
-        let len = u32::from_be_bytes(arr);
-        if len > self.max_frame_size {
-            return None;
-        }
-        usize::try_from(len).ok()?.checked_add(LENGTH_PREFIX)
-    }
 }
 
 #[cfg(test)]

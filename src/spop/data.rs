@@ -295,7 +295,7 @@ mod tests {
         );
         assert_eq!(int(T_UINT32, 1 << 32), Err(Error::IntOutOfRange("UINT32")));
         assert_eq!(
-            Error::IntOutOfRange("INT32").status(),
+            crate::spop::ProtocolError::Decode("NOTIFY", Error::IntOutOfRange("INT32")).status(),
             crate::spop::Status::InvalidFrame
         );
     }

@@ -18,6 +18,7 @@ mod disconnect;
 mod frame;
 mod hello;
 mod notify;
+mod session;
 mod status;
 pub mod varint;
 
@@ -28,6 +29,9 @@ pub use disconnect::Disconnect;
 pub use frame::{Flags, Frame, FrameHeader, FrameType, Payload};
 pub use hello::{AgentHello, Capabilities, HaproxyHello};
 pub use notify::{Arg, Message};
+pub use session::{
+    Close, Event, Notify, ProtocolError, Session, SessionConfig, MAX_FRAME_BEFORE_HELLO,
+};
 pub use status::Status;
 
 /// The only protocol version HAProxy speaks since 1.8.10 / 1.9.
@@ -39,8 +43,8 @@ pub const LENGTH_PREFIX: usize = 4;
 /// Smallest frame that can be valid: type (1) + flags (4) + stream-id (1) + frame-id (1).
 pub const MIN_FRAME_LEN: usize = 7;
 
-/// Why bytes could not be decoded as SPOP. Every variant maps to [`Status::InvalidFrame`]
-/// except where noted in [`Error::status`].
+/// Why bytes could not be decoded as SPOP. [`ProtocolError::status`] says which
+/// AGENT-DISCONNECT status each calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("unexpected end of data while reading {0}")]
@@ -59,14 +63,4 @@ pub enum Error {
     EmptyKey,
     #[error("action type {0} with a wrong number of arguments ({1})")]
     BadAction(u8, u8),
-}
-
-impl Error {
-    /// The AGENT-DISCONNECT status this decoding failure calls for (SPOE §3.5).
-    pub fn status(&self) -> Status {
-        match self {
-            Error::FrameTooBig { .. } => Status::FrameTooBig,
-            _ => Status::InvalidFrame,
-        }
-    }
 }

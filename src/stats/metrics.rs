@@ -1,12 +1,12 @@
 //! The Prometheus endpoint (`--metrics-address`): every counter of [`Stats`] at each scrape.
 
-use super::{get, Histogram, Stats};
+use super::{get, Histogram, Stats, TargetStats};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -37,43 +37,44 @@ pub(super) const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("notify_total", Kind::Counter, "NOTIFY frames received.", |s| &s.notify_total),
     ("ack_total", Kind::Counter, "ACK frames written.", |s| &s.ack_total),
     ("notify_unacked_total", Kind::Counter, "NOTIFYs held by -t whose connection closed before the ACK (still mirrored).", |s| &s.notify_unacked_total),
-    ("mirror_queued_total", Kind::Counter, "Mirror messages accepted into the queue.", |s| &s.mirror_queued_total),
-    ("mirror_sent_total", Kind::Counter, "Requests whose delivery ended (each also counted in one status class or failure kind).", |s| &s.mirror_sent_total),
-    ("mirror_status_1xx", Kind::Counter, "Mirror responses, read to their end, with a 1xx status.", |s| &s.mirror_status_1xx),
-    ("mirror_status_2xx", Kind::Counter, "Mirror responses, read to their end, with a 2xx status.", |s| &s.mirror_status_2xx),
-    ("mirror_status_3xx", Kind::Counter, "Mirror responses, read to their end, with a 3xx status.", |s| &s.mirror_status_3xx),
-    ("mirror_status_4xx", Kind::Counter, "Mirror responses, read to their end, with a 4xx status.", |s| &s.mirror_status_4xx),
-    ("mirror_status_5xx", Kind::Counter, "Mirror responses, read to their end, with a 5xx status.", |s| &s.mirror_status_5xx),
-    ("mirror_failed_connect", Kind::Counter, "Requests that could not connect to the mirror.", |s| &s.mirror_failed_connect),
-    ("mirror_failed_timeout", Kind::Counter, "Requests that hit the total timeout.", |s| &s.mirror_failed_timeout),
-    ("mirror_failed_other", Kind::Counter, "Requests that failed after connecting (reset, bad answer, body cut short).", |s| &s.mirror_failed_other),
-    ("mirror_dropped_queue_full", Kind::Counter, "Messages dropped because the queue was full.", |s| &s.mirror_dropped_queue_full),
-    ("mirror_dropped_memory", Kind::Counter, "Messages dropped because the memory budget was used up.", |s| &s.mirror_dropped_memory),
-    ("mirror_dropped_shutdown", Kind::Counter, "Messages dropped because the agent is stopping (offered after the stop began, or left at the drain deadline).", |s| &s.mirror_dropped_shutdown),
     ("mirror_skipped_invalid", Kind::Counter, "Messages that could not make a valid HTTP request.", |s| &s.mirror_skipped_invalid),
     ("mirror_skipped_truncated", Kind::Counter, "Messages whose body was shorter than its Content-Length.", |s| &s.mirror_skipped_truncated),
-    ("mirror_queued", Kind::Gauge, "Messages waiting in the queue now (in-flight requests not included).", |s| &s.mirror_queued),
-    ("mirror_queued_bytes", Kind::Gauge, "Bytes of the messages waiting in the queue now (in-flight requests not included).", |s| &s.mirror_queued_bytes),
-    ("mirror_memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |s| &s.mirror_memory_bytes),
-    ("mirror_in_flight", Kind::Gauge, "Requests on the wire now.", |s| &s.mirror_in_flight),
-    ("mirror_connections_total", Kind::Counter, "TCP connections opened to the mirror or proxy.", |s| &s.mirror_connections_total),
     ("log_lines_dropped_total", Kind::Counter, "Log lines dropped because the log output fell behind.", |_| crate::logging::lines_dropped()),
+];
+
+type TargetField = fn(&TargetStats) -> &AtomicU64;
+
+/// Every counter and gauge of one mirror target, exported as `mirror_<name>`, with a `target`
+/// label when there is more than one target. Add a field to `TargetStats`, add it here.
+#[rustfmt::skip]
+pub(super) const TARGET_FIELDS: &[(&str, Kind, &str, TargetField)] = &[
+    ("queued_total", Kind::Counter, "Mirror messages accepted into the queue.", |t| &t.queued_total),
+    ("sent_total", Kind::Counter, "Requests whose delivery ended (each also counted in one status class or failure kind).", |t| &t.sent_total),
+    ("status_1xx", Kind::Counter, "Mirror responses, read to their end, with a 1xx status.", |t| &t.status_1xx),
+    ("status_2xx", Kind::Counter, "Mirror responses, read to their end, with a 2xx status.", |t| &t.status_2xx),
+    ("status_3xx", Kind::Counter, "Mirror responses, read to their end, with a 3xx status.", |t| &t.status_3xx),
+    ("status_4xx", Kind::Counter, "Mirror responses, read to their end, with a 4xx status.", |t| &t.status_4xx),
+    ("status_5xx", Kind::Counter, "Mirror responses, read to their end, with a 5xx status.", |t| &t.status_5xx),
+    ("failed_connect", Kind::Counter, "Requests that could not connect to the mirror.", |t| &t.failed_connect),
+    ("failed_timeout", Kind::Counter, "Requests that hit the total timeout.", |t| &t.failed_timeout),
+    ("failed_other", Kind::Counter, "Requests that failed after connecting (reset, bad answer, body cut short).", |t| &t.failed_other),
+    ("dropped_queue_full", Kind::Counter, "Messages dropped because the queue was full.", |t| &t.dropped_queue_full),
+    ("dropped_memory", Kind::Counter, "Messages dropped because the memory budget was used up.", |t| &t.dropped_memory),
+    ("dropped_shutdown", Kind::Counter, "Messages dropped because the agent is stopping (offered after the stop began, or left at the drain deadline).", |t| &t.dropped_shutdown),
+    ("queued", Kind::Gauge, "Messages waiting in the queue now (in-flight requests not included).", |t| &t.queued),
+    ("queued_bytes", Kind::Gauge, "Bytes of the messages waiting in the queue now (in-flight requests not included).", |t| &t.queued_bytes),
+    ("memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |t| &t.memory_bytes),
+    ("in_flight", Kind::Gauge, "Requests on the wire now.", |t| &t.in_flight),
+    ("connections_total", Kind::Counter, "TCP connections opened to the mirror or proxy.", |t| &t.connections_total),
 ];
 
 type HistogramField = fn(&Stats) -> &Histogram;
 
-const HISTOGRAMS: &[(&str, &str, HistogramField)] = &[
-    (
-        "ack_latency",
-        "NOTIFY decoded to ACK handed to the socket.",
-        |s| &s.ack_latency,
-    ),
-    (
-        "mirror_latency",
-        "Mirror request start to response fully read.",
-        |s| &s.mirror_latency,
-    ),
-];
+const HISTOGRAMS: &[(&str, &str, HistogramField)] = &[(
+    "ack_latency",
+    "NOTIFY decoded to ACK handed to the socket.",
+    |s| &s.ack_latency,
+)];
 
 /// Reads [`Stats`] at each scrape.
 #[derive(Debug)]
@@ -82,49 +83,111 @@ struct StatsCollector(Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (field, kind, help, f) in FIELDS {
-            let value = get(f(&self.0));
-            match kind {
-                Kind::Counter => {
-                    // The encoder appends `_total` itself.
-                    let name = field.strip_suffix("_total").unwrap_or(field);
-                    let c = ConstCounter::new(value);
-                    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-                }
-                Kind::Gauge => {
-                    let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-                    g.encode(encoder.encode_descriptor(field, help, None, g.metric_type())?)?;
-                }
-            }
+            encode_value(&mut encoder, field, *kind, help, &[(None, get(f(&self.0)))])?;
+        }
+        // With no target (no `-u`) the mirror metrics read 0, as they always did; with one,
+        // no label; with several, one series per target.
+        let mut targets = self.0.targets();
+        if targets.is_empty() {
+            targets.push(Arc::default());
+        }
+        let labelled = targets.len() > 1;
+        let label = |t: &TargetStats| labelled.then(|| t.name.clone());
+        for (field, kind, help, f) in TARGET_FIELDS {
+            let values: Vec<(Option<String>, u64)> =
+                targets.iter().map(|t| (label(t), get(f(t)))).collect();
+            encode_value(
+                &mut encoder,
+                &format!("mirror_{field}"),
+                *kind,
+                help,
+                &values,
+            )?;
         }
         for (name, help, h) in HISTOGRAMS {
-            let (counts, sum_us, count) = h(&self.0).snapshot();
-            let buckets: Vec<(f64, u64)> = counts
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| {
-                    (
-                        Histogram::BOUNDS_US
-                            .get(i)
-                            .map_or(f64::MAX, |&b| b as f64 / 1e6),
-                        n,
-                    )
-                })
-                .collect();
-            let mut m = encoder.encode_descriptor(
-                name,
-                help,
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sum_us as f64 / 1e6,
-                count,
-                &buckets,
-                None,
-            )?;
+            encode_histogram(&mut encoder, name, help, &[(None, h(&self.0))])?;
         }
+        let latencies: Vec<(Option<String>, &Histogram)> =
+            targets.iter().map(|t| (label(t), &t.latency)).collect();
+        encode_histogram(
+            &mut encoder,
+            "mirror_latency",
+            "Mirror request start to response fully read.",
+            &latencies,
+        )?;
         Ok(())
     }
+}
+
+/// One counter or gauge family: one value per label (`None`: the one unlabelled series).
+fn encode_value(
+    encoder: &mut DescriptorEncoder,
+    field: &str,
+    kind: Kind,
+    help: &str,
+    values: &[(Option<String>, u64)],
+) -> Result<(), std::fmt::Error> {
+    // The encoder appends `_total` to counters itself.
+    let name = match kind {
+        Kind::Counter => field.strip_suffix("_total").unwrap_or(field),
+        Kind::Gauge => field,
+    };
+    let metric_type = match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+    };
+    let encode = |value: u64, metric: MetricEncoder| match kind {
+        Kind::Counter => ConstCounter::new(value).encode(metric),
+        Kind::Gauge => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric),
+    };
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    if let [(None, value)] = values {
+        return encode(*value, family);
+    }
+    for (target, value) in values {
+        let labels = label_set(target);
+        encode(*value, family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// `target="NAME"`, or no label.
+fn label_set(target: &Option<String>) -> Vec<(&'static str, &str)> {
+    target.iter().map(|t| ("target", t.as_str())).collect()
+}
+
+/// One histogram family, in seconds.
+fn encode_histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Option<String>, &Histogram)],
+) -> Result<(), std::fmt::Error> {
+    let mut family =
+        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    let unlabelled = matches!(values, [(None, _)]);
+    for (target, h) in values {
+        let (counts, sum_us, count) = h.snapshot();
+        let buckets: Vec<(f64, u64)> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let bound = Histogram::BOUNDS_US
+                    .get(i)
+                    .map_or(f64::MAX, |&b| b as f64 / 1e6);
+                (bound, n)
+            })
+            .collect();
+        let sum = sum_us as f64 / 1e6;
+        if unlabelled {
+            return family.encode_histogram::<NoLabelSet>(sum, count, &buckets, None);
+        }
+        let labels = label_set(target);
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
 }
 
 /// The exposition text (OpenMetrics) of every metric, `spoa_mirror_` prefixed.

@@ -12,6 +12,7 @@ pub use metrics::{render as render_metrics, serve as serve_metrics};
 pub use monitor::{monitor, monitor_line};
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A latency histogram with fixed bucket bounds, updated with one atomic add per sample.
@@ -111,48 +112,89 @@ pub struct Stats {
     /// NOTIFY decoded → ACK handed to the socket.
     pub ack_latency: Histogram,
 
-    // --- mirror side
-    /// Mirror messages accepted into the queue.
-    pub mirror_queued_total: AtomicU64,
-    /// Requests whose delivery ended: each is counted once more in exactly one outcome, a
-    /// status class (a response read to its end) or a failure kind. Bumped after the outcome.
-    pub mirror_sent_total: AtomicU64,
-    /// The mirror's response, read to its end, had a status of class 1xx/2xx/3xx/4xx/5xx.
-    pub mirror_status_1xx: AtomicU64,
-    pub mirror_status_2xx: AtomicU64,
-    pub mirror_status_3xx: AtomicU64,
-    pub mirror_status_4xx: AtomicU64,
-    pub mirror_status_5xx: AtomicU64,
-    /// Could not connect to the mirror (refused, unreachable, DNS, TLS handshake).
-    pub mirror_failed_connect: AtomicU64,
-    /// The request did not finish within the total timeout.
-    pub mirror_failed_timeout: AtomicU64,
-    /// Any other failure after connecting (reset, garbage answer, body cut short, a status
-    /// outside 100–599, ...).
-    pub mirror_failed_other: AtomicU64,
-    /// Dropped because the queue was full.
-    pub mirror_dropped_queue_full: AtomicU64,
-    /// Dropped because the queued-bytes budget was used up.
-    pub mirror_dropped_memory: AtomicU64,
-    /// Dropped because the agent is stopping: offered after the stop began, or still queued
-    /// or in flight when the drain deadline passed.
-    pub mirror_dropped_shutdown: AtomicU64,
+    // --- before any target: the message itself could not be mirrored
     /// Not sent: the message could not make a valid HTTP request (missing/invalid arguments,
     /// malformed headers, bad method or target, or a URI that cannot be built).
     pub mirror_skipped_invalid: AtomicU64,
     /// Not sent: HAProxy handed over a body shorter than its Content-Length.
     pub mirror_skipped_truncated: AtomicU64,
-    /// Messages in the queue now (waiting for a request slot), and their bytes.
-    pub mirror_queued: AtomicU64,
-    pub mirror_queued_bytes: AtomicU64,
+
+    /// The counters of each mirror target, in the order the engine registered them. Read
+    /// only by the metrics endpoint and the monitor; each target updates its own through its
+    /// `Arc`, so no request ever takes this lock.
+    targets: RwLock<Vec<Arc<TargetStats>>>,
+}
+
+/// The counters of one mirror target. Exported as `mirror_<field>`.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    /// The target's name (`default` for `-u`); the `target` label when there are several.
+    pub name: String,
+    /// Requests accepted into this target's queue.
+    pub queued_total: AtomicU64,
+    /// Requests whose delivery ended: each is counted once more in exactly one outcome, a
+    /// status class (a response read to its end) or a failure kind. Bumped after the outcome.
+    pub sent_total: AtomicU64,
+    /// The target's response, read to its end, had a status of class 1xx/2xx/3xx/4xx/5xx.
+    pub status_1xx: AtomicU64,
+    pub status_2xx: AtomicU64,
+    pub status_3xx: AtomicU64,
+    pub status_4xx: AtomicU64,
+    pub status_5xx: AtomicU64,
+    /// Could not connect (refused, unreachable, DNS, TLS handshake).
+    pub failed_connect: AtomicU64,
+    /// The request did not finish within the total timeout.
+    pub failed_timeout: AtomicU64,
+    /// Any other failure after connecting (reset, garbage answer, body cut short, a status
+    /// outside 100–599, ...).
+    pub failed_other: AtomicU64,
+    /// Dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Dropped because the memory budget was used up.
+    pub dropped_memory: AtomicU64,
+    /// Dropped because the agent is stopping: offered after the stop began, or still queued
+    /// or in flight when the drain deadline passed.
+    pub dropped_shutdown: AtomicU64,
+    /// Requests in the queue now (waiting for a request slot), and their bytes.
+    pub queued: AtomicU64,
+    pub queued_bytes: AtomicU64,
     /// Bytes of queued and in-flight requests now: what `--mirror-memory` bounds.
-    pub mirror_memory_bytes: AtomicU64,
+    pub memory_bytes: AtomicU64,
     /// Requests on the wire now.
-    pub mirror_in_flight: AtomicU64,
-    /// New TCP connections opened to the mirror (or proxy).
-    pub mirror_connections_total: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// New TCP connections opened to the target (or its proxy).
+    pub connections_total: AtomicU64,
     /// Request start → response fully read, for requests that got a response.
-    pub mirror_latency: Histogram,
+    pub latency: Histogram,
+}
+
+impl Stats {
+    /// Registers a target's counters (the engine does, once per target).
+    pub fn add_target(&self, name: &str) -> Arc<TargetStats> {
+        let target = Arc::new(TargetStats {
+            name: name.to_owned(),
+            ..TargetStats::default()
+        });
+        if let Ok(mut targets) = self.targets.write() {
+            targets.push(Arc::clone(&target));
+        }
+        target
+    }
+
+    /// Every target's counters, in registration order.
+    pub fn targets(&self) -> Vec<Arc<TargetStats>> {
+        self.targets.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The first target's counters (the `-u` target), or zeros when there is none.
+    pub fn mirror(&self) -> Arc<TargetStats> {
+        self.targets().into_iter().next().unwrap_or_default()
+    }
+
+    /// A target counter summed over every target.
+    pub fn total(&self, field: fn(&TargetStats) -> &AtomicU64) -> u64 {
+        self.targets().iter().map(|t| get(field(t))).sum()
+    }
 }
 
 /// Adds one.

@@ -1,6 +1,6 @@
 //! The `-i` monitor line: the numbers an operator looks at first, logged when they changed.
 
-use super::metrics::FIELDS;
+use super::metrics::{FIELDS, TARGET_FIELDS};
 use super::{get, Stats};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -15,13 +15,18 @@ const NOT_NEWS: &[&str] = &[
     "healthchecks_total",
 ];
 
-/// The values of [`FIELDS`] the monitor compares between two lines.
+/// The values the monitor compares between two lines: [`FIELDS`] but [`NOT_NEWS`], and every
+/// target's counters.
 pub fn snapshot(stats: &Stats) -> Vec<u64> {
-    FIELDS
+    let global = FIELDS
         .iter()
         .filter(|(name, ..)| !NOT_NEWS.contains(name))
-        .map(|(_, _, _, f)| get(f(stats)))
-        .collect()
+        .map(|(_, _, _, f)| get(f(stats)));
+    let targets = stats.targets();
+    let per_target = targets
+        .iter()
+        .flat_map(|t| TARGET_FIELDS.iter().map(move |(_, _, _, f)| get(f(t))));
+    global.chain(per_target).collect()
 }
 
 fn micros(us: Option<u64>) -> String {
@@ -34,7 +39,8 @@ fn micros(us: Option<u64>) -> String {
     }
 }
 
-/// The monitor line: one line, the numbers an operator looks at first.
+/// The monitor line: one line, the numbers an operator looks at first (mirror counters summed
+/// over every target).
 pub fn monitor_line(s: &Stats) -> String {
     let g = |c: &AtomicU64| get(c);
     format!(
@@ -48,21 +54,21 @@ pub fn monitor_line(s: &Stats) -> String {
         g(&s.ack_total),
         micros(s.ack_latency.quantile_upper_bound_us(0.5)),
         micros(s.ack_latency.quantile_upper_bound_us(0.99)),
-        g(&s.mirror_sent_total),
-        g(&s.mirror_status_2xx),
-        g(&s.mirror_status_3xx),
-        g(&s.mirror_status_4xx),
-        g(&s.mirror_status_5xx),
-        g(&s.mirror_failed_connect),
-        g(&s.mirror_failed_timeout),
-        g(&s.mirror_failed_other),
-        g(&s.mirror_dropped_queue_full),
-        g(&s.mirror_dropped_memory),
-        g(&s.mirror_dropped_shutdown),
+        s.total(|t| &t.sent_total),
+        s.total(|t| &t.status_2xx),
+        s.total(|t| &t.status_3xx),
+        s.total(|t| &t.status_4xx),
+        s.total(|t| &t.status_5xx),
+        s.total(|t| &t.failed_connect),
+        s.total(|t| &t.failed_timeout),
+        s.total(|t| &t.failed_other),
+        s.total(|t| &t.dropped_queue_full),
+        s.total(|t| &t.dropped_memory),
+        s.total(|t| &t.dropped_shutdown),
         g(&s.mirror_skipped_invalid),
         g(&s.mirror_skipped_truncated),
-        g(&s.mirror_in_flight),
-        g(&s.mirror_queued),
+        s.total(|t| &t.in_flight),
+        s.total(|t| &t.queued),
     )
 }
 

@@ -13,7 +13,7 @@
 
 use super::{hex, wire};
 use spoa_mirror::config::SpopConfig;
-use spoa_mirror::handler::NotifyHandler;
+use spoa_mirror::handler::{Notify, NotifyHandler};
 use spoa_mirror::listener;
 use spoa_mirror::spop::Message;
 use spoa_mirror::stats::{get, Stats};
@@ -71,8 +71,11 @@ impl Default for Recorder {
 }
 
 impl NotifyHandler for Recorder {
-    fn handle(&self, messages: Vec<Message>) {
-        self.notifies.lock().expect("recorder lock").push(messages);
+    fn handle(&self, notify: Notify) {
+        self.notifies
+            .lock()
+            .expect("recorder lock")
+            .push(notify.messages);
         self.count.send_modify(|c| *c += 1);
     }
 }

@@ -5,7 +5,7 @@
 use super::{BoxError, BoxFuture};
 use crate::config::MirrorConfig;
 use crate::mirror::Error;
-use crate::stats::{inc, Stats};
+use crate::stats::{inc, TargetStats};
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -27,7 +27,7 @@ enum TcpKind {
 #[derive(Clone)]
 pub struct Tcp {
     kind: TcpKind,
-    stats: Arc<Stats>,
+    stats: Arc<TargetStats>,
 }
 
 /// `-I`: where outgoing connections come from.
@@ -78,7 +78,7 @@ impl Tcp {
     pub(super) fn new(
         cfg: &MirrorConfig,
         connect_timeout: Duration,
-        stats: Arc<Stats>,
+        stats: Arc<TargetStats>,
     ) -> Result<Tcp, Error> {
         let bind = cfg.interface.as_deref().map(parse_interface).transpose()?;
         let kind = match cfg.local_ports {
@@ -130,7 +130,7 @@ impl tower_service::Service<Uri> for Tcp {
                 let connecting = http.clone().call(dst);
                 Box::pin(async move {
                     let io = connecting.await?;
-                    inc(&stats.mirror_connections_total);
+                    inc(&stats.connections_total);
                     Ok(io)
                 })
             }
@@ -138,7 +138,7 @@ impl tower_service::Service<Uri> for Tcp {
                 let range = range.clone();
                 Box::pin(async move {
                     let stream = range.connect(&dst).await?;
-                    inc(&stats.mirror_connections_total);
+                    inc(&stats.connections_total);
                     Ok(TokioIo::new(stream))
                 })
             }

@@ -22,7 +22,7 @@ mod tls;
 
 use super::Error;
 use crate::config::MirrorConfig;
-use crate::stats::Stats;
+use crate::stats::TargetStats;
 use bytes::Bytes;
 use connect::Tcp;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -54,7 +54,7 @@ pub struct Built {
     pub route: String,
 }
 
-pub fn build(cfg: &MirrorConfig, stats: Arc<Stats>) -> Result<Built, Error> {
+pub fn build(cfg: &MirrorConfig, stats: Arc<TargetStats>) -> Result<Built, Error> {
     let https = cfg
         .url
         .scheme_str()
