@@ -320,25 +320,28 @@ async fn hostile_bytes_are_refused_without_allocation_or_disturbance() {
     let mut fresh = session(agent.addr()).await;
     timed_notify(&mut fresh, 1, "/after").await;
 
-    // One line per hostile connection in the log (the connection span names the peer). The
-    // agent writes its log from a background thread: wait until every peer appears.
+    // No amplification: at most one log line per hostile connection (the connection span
+    // names the peer), and protocol-error warnings are throttled to one per 10 s, so the
+    // first is logged and the rest are counted. The agent writes its log from a background
+    // thread: wait until the first peer's line appears.
     let lines_for = |log: &str, peer: &SocketAddr| {
         log.lines()
             .filter(|l| l.contains(&format!("peer={peer}")))
             .count()
     };
-    poll_until(Duration::from_secs(10), || {
+    let logged = poll_until(Duration::from_secs(10), || {
         let log = agent.output();
         peers
             .iter()
-            .all(|(_, p)| lines_for(&log, p) > 0)
+            .any(|(_, p)| lines_for(&log, p) > 0)
             .then_some(())
     })
     .await;
     let log = agent.output();
+    assert!(logged.is_some(), "no protocol error was logged\n{log}");
     for (what, peer) in &peers {
         let lines = lines_for(&log, peer);
-        assert_eq!(lines, 1, "{what} ({peer}): {lines} log lines\n{log}");
+        assert!(lines <= 1, "{what} ({peer}): {lines} log lines\n{log}");
     }
     assert_eq!(
         agent.metric("protocol_errors_total").await as usize,
