@@ -463,7 +463,7 @@ struct Stack {
 
 impl Stack {
     async fn start(agent_args: &[&str]) -> Option<Stack> {
-        let bin = haproxy_26()?;
+        let bin = haproxy_26();
         let primary = Sink::start("primary").await;
         let mirror = Sink::start("mirror").await;
         let agent = Agent::builder()
@@ -516,6 +516,7 @@ impl Stack {
 /// sends traffic through the agent: every request answered and mirrored, RSS bounded, and
 /// once the idle connections are closed the agent holds as many descriptors as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 async fn idle_connections_and_storm_next_to_live_haproxy() {
     let Some(st) = Stack::start(&[]).await else {
         return;
@@ -756,6 +757,7 @@ async fn mirror_faults_do_not_change_ack_latency() {
 /// stop: the agent closes every SPOP connection it had, serves the next HAProxy, and ends
 /// with the descriptors it started with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 async fn haproxy_killed_restarted_and_stopped_gracefully() {
     let Some(mut st) = Stack::start(&[]).await else {
         return;
@@ -826,8 +828,9 @@ async fn haproxy_killed_restarted_and_stopped_gracefully() {
 /// HAProxy (master-worker) reloaded under load: the old worker's SPOP connections close, the
 /// new worker's are served, clients see only 200s, no descriptor is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 async fn haproxy_reload_under_load() {
-    let Some(bin) = haproxy_26() else { return };
+    let bin = haproxy_26();
     let primary = Sink::start("primary").await;
     let mirror = Sink::start("mirror").await;
     let agent = Agent::builder().mirror(&mirror.url()).start().await;
@@ -973,6 +976,7 @@ async fn spawn_agent_on(port: u16, mirror: &str) -> Child {
 /// never see an error, `option spop-check` marks the agent DOWN then UP, and mirroring
 /// resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 async fn agent_sigkill_and_restart_under_haproxy() {
     let Some(st) = Stack::start(&[]).await else {
         return;
@@ -1033,6 +1037,7 @@ async fn agent_sigkill_and_restart_under_haproxy() {
 /// Whatever the request target or Host says, the agent connects only to `-u`'s host: a decoy
 /// server named in absolute-form targets and Host headers gets no connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 async fn mirrored_requests_never_connect_to_the_named_host() {
     let Some(st) = Stack::start(&[]).await else {
         return;
