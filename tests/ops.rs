@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use common::agent::{Agent, AGENT_BIN};
-use common::haproxy::{haproxy_26, Haproxy, MirrorSetup};
+use common::haproxy::{Haproxy, HaproxyBin, MirrorSetup};
 use common::sink::{Behavior, Sink};
 use common::{free_port, local, poll_until, port_is_listening, process_listens_on, send_signal};
 use std::path::Path;
@@ -316,10 +316,9 @@ async fn monitor_line_appears_when_counters_change() {
 
 /// HAProxy `master-worker` runs the agent from a `program` section: it starts with HAProxy,
 /// mirrors, keeps running across a reload (`no option start-on-reload`: the new worker opens
-/// new SPOP connections to the same agent), and stops when HAProxy stops.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn haproxy_program_section_start_reload_stop() {
-    let Some(bin) = haproxy_26() else { return };
+/// new SPOP connections to the same agent), and stops when HAProxy stops. 3.1+ deprecates the
+/// section: it still works with `expose-deprecated-directives` in `global`, before it.
+async fn haproxy_program_section_start_reload_stop(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
     let mirror = Sink::start("mirror").await;
     let agent_port = free_port();
@@ -327,6 +326,11 @@ async fn haproxy_program_section_start_reload_stop() {
     let pidfile = dir.path().join("agent.pid");
     let mut setup = MirrorSetup::new(&bin, primary.addr(), local(agent_port));
     setup.global_extra.push("master-worker".into());
+    if bin.is_spop_mode() {
+        setup
+            .global_extra
+            .push("expose-deprecated-directives".into());
+    }
     let program = format!(
         "\nprogram mirror\n    command {AGENT_BIN} -r0 -a 127.0.0.1 -p {agent_port} -u {} -F {}\n    no option start-on-reload\n",
         mirror.url(),
@@ -420,6 +424,8 @@ async fn haproxy_program_section_start_reload_stop() {
     );
 }
 
+per_haproxy!(haproxy_program_section_start_reload_stop);
+
 /// What the systemd unit relies on: `--foreground` beats `-D` (no fork), READY=1 reaches
 /// `$NOTIFY_SOCKET` once the port is bound, STOPPING=1 at SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,12 +467,11 @@ async fn systemd_notify_and_foreground_override() {
     assert!(status.success(), "{status:?}");
 }
 
-/// The shipped examples are valid HAProxy configurations (checked with `haproxy -c`; the
-/// 3.1+ `mode spop` lines are checked as `mode tcp` where the HAProxy at hand is older), with
-/// every alternative `event` line of spoe-mirror.cfg.
-#[test]
-fn examples_pass_haproxy_check() {
-    let Some(bin) = haproxy_26() else { return };
+/// The shipped examples are valid HAProxy configurations (checked with `haproxy -c`), with
+/// every alternative `event` line of spoe-mirror.cfg, each in the variant its comments give
+/// for the HAProxy at hand: before 3.1 the agents' backend is `mode tcp`; from 3.1 it is
+/// `mode spop`, and the `program` section needs `expose-deprecated-directives`.
+async fn examples_pass_haproxy_check(bin: HaproxyBin) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = tempfile::tempdir().unwrap();
     let spoe = std::fs::read_to_string(examples.join("spoe-mirror.cfg")).unwrap();
@@ -497,13 +502,25 @@ fn examples_pass_haproxy_check() {
             let mut cfg = std::fs::read_to_string(examples.join(name)).unwrap();
             cfg = cfg.replace("/etc/haproxy/spoe-mirror.cfg", spoe_path.to_str().unwrap());
             cfg = cfg.replace("bind :80", &format!("bind 127.0.0.1:{}", free_port()));
-            if !bin.is_spop_mode() {
+            if bin.is_spop_mode() {
+                cfg = cfg
+                    .replace(
+                        "backend mirroragents\n    mode tcp\n",
+                        "backend mirroragents\n    mode spop\n",
+                    )
+                    .replace(
+                        "# expose-deprecated-directives",
+                        "expose-deprecated-directives",
+                    );
+            } else {
                 cfg = cfg.replace("    mode spop\n", "    mode tcp\n");
             }
             let path = dir.path().join(name);
             std::fs::write(&path, cfg).unwrap();
+            // -V: 3.x prints "Configuration file is valid" only when verbose.
             let out = Command::new(&bin.path)
                 .arg("-c")
+                .arg("-V")
                 .arg("-f")
                 .arg(&path)
                 .output()
@@ -519,3 +536,5 @@ fn examples_pass_haproxy_check() {
     }
     assert_eq!(checked, events.len() * 3);
 }
+
+per_haproxy!(examples_pass_haproxy_check);

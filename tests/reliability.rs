@@ -454,7 +454,7 @@ async fn slowloris_binary_30s_frame_timeout() {
 
 // ===== idle connections and a storm next to a live HAProxy =====
 
-/// The agent binary, HAProxy 2.6 in front of it, a primary and a mirror sink.
+/// The agent binary, a HAProxy in front of it, a primary and a mirror sink.
 struct Stack {
     primary: Sink,
     mirror: Sink,
@@ -465,8 +465,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(agent_args: &[&str]) -> Option<Stack> {
-        let bin = haproxy_26()?;
+    async fn start(bin: HaproxyBin, agent_args: &[&str]) -> Stack {
         let primary = Sink::start("primary").await;
         let mirror = Sink::start("mirror").await;
         let agent = Agent::builder()
@@ -478,14 +477,14 @@ impl Stack {
         let hap = Haproxy::start(&bin, &setup).await;
         hap.wait_server_status("mirroragents", "agent1", "UP", SETTLE)
             .await;
-        Some(Stack {
+        Stack {
             primary,
             mirror,
             agent,
             hap,
             bin,
             setup,
-        })
+        }
     }
 
     /// `n` GETs through HAProxy on `conns` connections; all must be 200 from the primary.
@@ -518,11 +517,8 @@ impl Stack {
 /// 1,000 idle TCP connections, then 3,000 connect/close at a bounded rate, while HAProxy
 /// sends traffic through the agent: every request answered and mirrored, RSS bounded, and
 /// once the idle connections are closed the agent holds as many descriptors as before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_and_storm_next_to_live_haproxy() {
-    let Some(st) = Stack::start(&[]).await else {
-        return;
-    };
+async fn idle_connections_and_storm_next_to_live_haproxy(bin: HaproxyBin) {
+    let st = Stack::start(bin, &[]).await;
     let pid = st.agent.pid();
     st.traffic("/warm/", 20, 2).await;
     assert_eq!(st.wait_mirrored("/warm/", 20).await, 20);
@@ -602,6 +598,8 @@ async fn idle_connections_and_storm_next_to_live_haproxy() {
         rss_before as f64 / 1024.0
     );
 }
+
+per_haproxy!(idle_connections_and_storm_next_to_live_haproxy);
 
 // ===== mirror faults, seen from the SPOP side =====
 
@@ -758,11 +756,8 @@ async fn mirror_faults_do_not_change_ack_latency() {
 /// HAProxy killed mid-stream (SIGKILL: connections reset), then a new one, then a graceful
 /// stop: the agent closes every SPOP connection it had, serves the next HAProxy, and ends
 /// with the descriptors it started with.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn haproxy_killed_restarted_and_stopped_gracefully() {
-    let Some(mut st) = Stack::start(&[]).await else {
-        return;
-    };
+async fn haproxy_killed_restarted_and_stopped_gracefully(bin: HaproxyBin) {
+    let mut st = Stack::start(bin, &[]).await;
     let pid = st.agent.pid();
     let port = st.agent.port();
     let mport = st.mirror.port();
@@ -826,11 +821,11 @@ async fn haproxy_killed_restarted_and_stopped_gracefully() {
     );
 }
 
+per_haproxy!(haproxy_killed_restarted_and_stopped_gracefully);
+
 /// HAProxy (master-worker) reloaded under load: the old worker's SPOP connections close, the
 /// new worker's are served, clients see only 200s, no descriptor is left behind.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn haproxy_reload_under_load() {
-    let Some(bin) = haproxy_26() else { return };
+async fn haproxy_reload_under_load(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
     let mirror = Sink::start("mirror").await;
     let agent = Agent::builder().mirror(&mirror.url()).start().await;
@@ -914,6 +909,8 @@ async fn haproxy_reload_under_load() {
     );
 }
 
+per_haproxy!(haproxy_reload_under_load);
+
 // ===== agent faults =====
 
 /// SIGTERM while 100 mirrored requests are on the wire (mirror answers after 1 s): all of
@@ -975,11 +972,8 @@ async fn spawn_agent_on(port: u16, mirror: &str) -> Child {
 /// SIGKILL the agent while HAProxy serves clients, then restart it on the same port: clients
 /// never see an error, `option spop-check` marks the agent DOWN then UP, and mirroring
 /// resumes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_sigkill_and_restart_under_haproxy() {
-    let Some(st) = Stack::start(&[]).await else {
-        return;
-    };
+async fn agent_sigkill_and_restart_under_haproxy(bin: HaproxyBin) {
+    let st = Stack::start(bin, &[]).await;
     let port = st.agent.port();
     let frontend = st.hap.addr();
     let stop = Arc::new(AtomicBool::new(false));
@@ -1031,15 +1025,14 @@ async fn agent_sigkill_and_restart_under_haproxy() {
     );
 }
 
+per_haproxy!(agent_sigkill_and_restart_under_haproxy);
+
 // ===== security =====
 
 /// Whatever the request target or Host says, the agent connects only to `-u`'s host: a decoy
 /// server named in absolute-form targets and Host headers gets no connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mirrored_requests_never_connect_to_the_named_host() {
-    let Some(st) = Stack::start(&[]).await else {
-        return;
-    };
+async fn mirrored_requests_never_connect_to_the_named_host(bin: HaproxyBin) {
+    let st = Stack::start(bin, &[]).await;
     let decoy = Sink::start("decoy").await;
     let d = decoy.addr();
     let reqs = [
@@ -1068,6 +1061,8 @@ async fn mirrored_requests_never_connect_to_the_named_host() {
          connections"
     );
 }
+
+per_haproxy!(mirrored_requests_never_connect_to_the_named_host);
 
 /// `--log-level debug` with a proxy password, and requests carrying Authorization and Cookie:
 /// no secret appears in the log (the proxy did get the credentials).
@@ -1227,15 +1222,11 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Below capacity with a healthy mirror, through HAProxy 2.6: the mirror receives exactly the
+/// Below capacity with a healthy mirror, through each HAProxy: the mirror receives exactly the
 /// requests the primary got (each unique path once: 0 lost, 0 duplicated), over
 /// `RELIABILITY_REQUESTS` (default 100,000) requests.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn no_loss_no_duplicate_below_capacity() {
-    let Some(st) = Stack::start(&[]).await else {
-        return;
-    };
+async fn no_loss_no_duplicate_below_capacity(bin: HaproxyBin) {
+    let st = Stack::start(bin, &[]).await;
     let n = env_num("RELIABILITY_REQUESTS", 100_000) as usize;
     let sampler = RssSampler::start(st.agent.pid(), Duration::from_secs(1));
     let t = Instant::now();
@@ -1324,6 +1315,11 @@ async fn no_loss_no_duplicate_below_capacity() {
         spoe_failed
     );
 }
+
+per_haproxy!(
+    #[ignore = "heavy: scripts/reliability.sh"]
+    no_loss_no_duplicate_below_capacity
+);
 
 /// A `mirror` message with a body of `body_len` bytes.
 fn mirror_message_with_body(path: &str, body_len: usize) -> Vec<u8> {
@@ -1444,9 +1440,7 @@ async fn overload_drops_only_at_the_bound_and_counts_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn soak_steady_rate() {
-    let Some(st) = Stack::start(&[]).await else {
-        return;
-    };
+    let st = Stack::start(haproxy_26(), &[]).await;
     let secs = env_num("SOAK_SECS", 60);
     let rate = env_num("SOAK_RATE", 200).max(4);
     let pid = st.agent.pid();

