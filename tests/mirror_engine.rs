@@ -472,7 +472,10 @@ async fn keep_alive_reuses_one_connection() {
     assert_eq!(get(&stats.mirror_connections_total), 1);
 }
 
-#[tokio::test]
+/// Paused clock: the sink's 2 s answer delay and the 1 s watch below are tokio time, so the
+/// watch covers exactly 1 s of the mirror being slow, without waiting for it. (The engine's
+/// timeouts are tokio time too; `handle()`'s own latency is measured on the real clock.)
+#[tokio::test(start_paused = true)]
 async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() {
     let sink = Sink::start("mirror").await;
     sink.set_delay(Duration::from_millis(2000)).await;
@@ -524,9 +527,10 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
     assert_eq!(get(&stats_m.mirror_queued_total) + m_dropped, 20);
     assert_eq!(get(&stats_m.mirror_dropped_queue_full), 0);
 
-    // While the mirror is slow, the held bytes never pass the budget.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
+    // While the mirror is slow, the held bytes never pass the budget: sampled every 10 ms of
+    // the paused clock for 1 s, all before the sink's 2 s delay ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
         max_bytes = max_bytes.max(get(&stats_m.mirror_queued_bytes));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
