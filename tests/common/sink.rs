@@ -36,6 +36,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// 1-based number of the TCP connection it arrived on, in accept order.
     pub conn: u64,
+    /// The address that connection came from.
+    pub peer: SocketAddr,
     /// When the head was complete.
     pub at: Instant,
 }
@@ -62,6 +64,8 @@ pub enum Behavior {
     Ok,
     /// Record, answer with this status (and the usual small body).
     Status(u16),
+    /// Record, answer `200` with `connection: close` and close: one request per connection.
+    OneShot,
     /// Record, then wait this long before answering `200` (a slow server).
     Slow(Duration),
     /// Accept each connection and close it at once, reading nothing (FIN; nothing recorded).
@@ -307,14 +311,14 @@ async fn accept_loop(
                 }
             }
             accepted = accept(listener.as_ref()) => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
                 let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                 shared.connections.send_modify(|c| *c += 1);
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = serve_tcp(stream, conn, &shared) => {}
+                        _ = serve_tcp(stream, (conn, peer), &shared) => {}
                     }
                 });
             }
@@ -349,7 +353,7 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 /// Serve one accepted TCP connection, after the TLS handshake when the sink has TLS.
-async fn serve_tcp(stream: TcpStream, conn: u64, shared: &Shared) {
+async fn serve_tcp(stream: TcpStream, conn: (u64, SocketAddr), shared: &Shared) {
     let _ = stream.set_nodelay(true);
     if *shared.behavior.borrow() == Behavior::Close {
         return; // dropping the stream sends FIN
@@ -364,8 +368,9 @@ async fn serve_tcp(stream: TcpStream, conn: u64, shared: &Shared) {
     }
 }
 
-/// Serve one connection: read requests until EOF, error or a `Connection: close`.
-async fn serve_connection(stream: impl Stream, conn: u64, shared: &Shared) {
+/// Serve one connection (its number and peer): read requests until EOF, error, a
+/// `Connection: close` or [`Behavior::OneShot`].
+async fn serve_connection(stream: impl Stream, (conn, peer): (u64, SocketAddr), shared: &Shared) {
     let mut reader = MessageReader::new(stream);
     // Each pass reads one request or ends the connection.
     loop {
@@ -409,12 +414,14 @@ async fn serve_connection(stream: impl Stream, conn: u64, shared: &Shared) {
             headers: head.headers,
             body,
             conn,
+            peer,
             at,
         };
         shared.requests.lock().expect("sink lock").push(recorded);
         shared.count.send_modify(|c| *c += 1);
 
         let behavior = *shared.behavior.borrow();
+        let close = close || behavior == Behavior::OneShot;
         let status = match behavior {
             Behavior::Reset => {
                 let stream = reader.get_mut();
@@ -427,7 +434,7 @@ async fn serve_connection(stream: impl Stream, conn: u64, shared: &Shared) {
                 200
             }
             Behavior::Status(code) => code,
-            Behavior::Ok | Behavior::Close | Behavior::Refuse => 200,
+            Behavior::Ok | Behavior::OneShot | Behavior::Close | Behavior::Refuse => 200,
         };
         let answer = format!(
             "HTTP/1.1 {status} Sink\r\nx-sink: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
