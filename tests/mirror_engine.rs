@@ -1,18 +1,19 @@
 //! The mirror engine driven directly: hand-built SPOE messages in, real HTTP/1.1 (and TLS)
-//! servers on 127.0.0.1 recording what arrives, byte for byte.
+//! servers on 127.0.0.1 recording what arrives, byte for byte ([`common::sink`]).
+
+mod common;
 
 use bytes::{BufMut, Bytes};
+use common::sink::{Recorded, Sink, RESPONSE_BODY};
 use spoa_mirror::config::{MirrorConfig, ProxyConfig, Secret};
 use spoa_mirror::mirror::Mirror;
 use spoa_mirror::spop::{varint, Arg, Message, TypedData};
 use spoa_mirror::stats::{get, Stats};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use spoa_mirror::handler::NotifyHandler;
 
@@ -28,162 +29,19 @@ impl Offer for Mirror {
     }
 }
 
-// ===== a recording HTTP/1.1 server =====
+// ===== the recording HTTP/1.1 server =====
 
-/// One request as the sink read it off the wire.
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    target: String,
-    /// 0 = HTTP/1.0, 1 = HTTP/1.1.
-    version: u8,
-    /// Wire order, names as sent.
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-}
-
-struct Sink {
-    addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<Recorded>,
-    accepts: Arc<AtomicUsize>,
-    /// Milliseconds to wait before answering (a slow mirror); 0 = answer at once.
-    delay_ms: Arc<AtomicU64>,
-}
-
-impl Sink {
-    async fn start() -> Sink {
-        Sink::start_with(None).await
-    }
-
-    /// With `tls`, every connection is a TLS server connection.
-    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let (a, d) = (accepts.clone(), delay_ms.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                a.fetch_add(1, Ordering::SeqCst);
-                let (tx, d, tls) = (tx.clone(), d.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => serve(stream, tx, d).await,
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                serve(stream, tx, d).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Sink {
-            addr,
-            rx,
-            accepts,
-            delay_ms,
-        }
-    }
-
-    async fn next(&mut self) -> Recorded {
-        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
-            .await
-            .expect("the mirror request did not arrive within 10 s")
-            .expect("sink stopped")
-    }
-
-    /// Nothing more arrived (call after the engine was shut down, so nothing is in flight).
-    fn assert_no_more(&mut self) {
-        if let Ok(extra) = self.rx.try_recv() {
-            panic!(
-                "unexpected extra request: {} {}",
-                extra.method, extra.target
-            );
-        }
-    }
-}
-
-/// Reads requests off one connection until EOF; answers each `200` with a 2-byte body
-/// (`content-length: 5` and no body for HEAD, which only a client that knows HEAD survives).
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    tx: mpsc::UnboundedSender<Recorded>,
-    delay: Arc<AtomicU64>,
-) {
-    let mut buf = Vec::new();
-    // Bounded: one connection never carries more than this many requests in these tests.
-    for _ in 0..10_000 {
-        let (rec, used) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let rec = Recorded {
-                        method: req.method.unwrap().to_owned(),
-                        target: req.path.unwrap().to_owned(),
-                        version: req.version.unwrap(),
-                        headers: req
-                            .headers
-                            .iter()
-                            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                            .collect(),
-                        body: Vec::new(),
-                    };
-                    break (rec, n);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => panic!("sink: bad request head: {e}"),
-            }
-            let mut chunk = [0u8; 16384];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let mut rec = rec;
-        buf.drain(..used);
-        assert!(
-            rec.header("transfer-encoding").is_none(),
-            "the engine must send a content-length, not chunks"
-        );
-        let len: usize = rec
-            .header("content-length")
-            .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
-        while buf.len() < len {
-            let mut chunk = [0u8; 16384];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        rec.body = buf.drain(..len).collect();
-        let head = rec.method == "HEAD";
-        let keep_alive = rec.version == 1;
-        let _ = tx.send(rec);
-        let ms = delay.load(Ordering::SeqCst);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        let answer: &[u8] = if head {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
-        } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-        };
-        if s.write_all(answer).await.is_err() || !keep_alive {
-            return;
-        }
-    }
+/// The next request the sink received, in arrival order. The engine always frames a body with
+/// Content-Length: a chunked request fails the test.
+async fn next(sink: &Sink) -> Recorded {
+    let r = sink.next().await;
+    assert!(
+        r.header("transfer-encoding").is_none(),
+        "the engine must send a content-length, not chunks: {} {}",
+        r.method,
+        r.target
+    );
+    r
 }
 
 // ===== building SPOE messages by hand =====
@@ -268,15 +126,19 @@ struct Case {
     body: Vec<u8>,
     /// What the mirror must receive.
     want_target: &'static str,
-    want_version: u8,
+    want_version: &'static str,
     want_headers: Vec<(&'static str, &'static [u8])>,
 }
 
 #[tokio::test]
 async fn requests_arrive_exactly_once_and_identical() {
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let stats = Arc::new(Stats::default());
-    let mirror = Mirror::new(config(&format!("http://{}/pre/", sink.addr)), stats.clone()).unwrap();
+    let mirror = Mirror::new(
+        config(&format!("http://{}/pre/", sink.addr())),
+        stats.clone(),
+    )
+    .unwrap();
 
     let binary: Vec<u8> = (0..60 * 1024).map(|i| (i % 256) as u8).collect();
     let all_bytes: Vec<u8> = (0..=255u8).collect();
@@ -298,7 +160,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             ],
             body: vec![],
             want_target: "/pre/search?q=caf%C3%A9&x=1&sp=%20",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![
                 ("host", b"www.example"),
                 ("x-dup", b"1"),
@@ -314,7 +176,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("host", b"h")],
             body: vec![],
             want_target: "/pre/head",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"h")],
         },
         Case {
@@ -328,7 +190,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             ],
             body: binary.clone(),
             want_target: "/pre/binary",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![
                 ("host", b"h"),
                 ("content-type", b"application/octet-stream"),
@@ -346,7 +208,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             ],
             body: br#"{"a":[1,2]}"#.to_vec(),
             want_target: "/pre/json",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![
                 ("host", b"h"),
                 ("content-length", b"11"),
@@ -360,7 +222,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("host", b"h"), ("content-length", b"256")],
             body: all_bytes.clone(),
             want_target: "/pre/del",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"h"), ("content-length", b"256")],
         },
         Case {
@@ -374,7 +236,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             ],
             body: b"a=1&b=2".to_vec(),
             want_target: "/pre/patch",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![
                 ("host", b"h"),
                 ("content-type", b"application/x-www-form-urlencoded"),
@@ -388,7 +250,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("host", b"h"), ("depth", b"1")],
             body: vec![],
             want_target: "/pre/dav/",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"h"), ("depth", b"1")],
         },
         // HTTP/2 client through HAProxy: absolute-form naming another host, version 2.0.
@@ -399,7 +261,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("host", b"169.254.169.254"), ("user-agent", b"curl/8")],
             body: vec![],
             want_target: "/pre/latest?x=1",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"169.254.169.254"), ("user-agent", b"curl/8")],
         },
         // HTTP/1.0 stays 1.0; no Host is invented for it.
@@ -410,7 +272,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("accept", b"*/*")],
             body: vec![],
             want_target: "/pre/old",
-            want_version: 0,
+            want_version: "HTTP/1.0",
             want_headers: vec![("accept", b"*/*")],
         },
         // HTTP/1.1 without Host: the mirror's authority is added first.
@@ -421,7 +283,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("accept", b"*/*")],
             body: vec![],
             want_target: "/pre/nohost",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"MIRROR"), ("accept", b"*/*")],
         },
         // De-chunked body: transfer-encoding replaced by content-length; hop-by-hop removed.
@@ -439,7 +301,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             ],
             body: b"hello world".to_vec(),
             want_target: "/pre/chunked",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"h"), ("x-after", b"1"), ("content-length", b"11")],
         },
         // Lower-case method and a method-less body type: sent as is.
@@ -450,7 +312,7 @@ async fn requests_arrive_exactly_once_and_identical() {
             headers: vec![("host", b"h")],
             body: vec![],
             want_target: "/pre/lower",
-            want_version: 1,
+            want_version: "HTTP/1.1",
             want_headers: vec![("host", b"h")],
         },
     ];
@@ -468,12 +330,12 @@ async fn requests_arrive_exactly_once_and_identical() {
 
     let mut got = Vec::new();
     for _ in &cases {
-        got.push(sink.next().await);
+        got.push(next(&sink).await);
     }
     mirror.shutdown(Duration::from_secs(5)).await;
     sink.assert_no_more();
 
-    let mirror_host = sink.addr.to_string();
+    let mirror_host = sink.addr().to_string();
     for c in &cases {
         let matching: Vec<_> = got
             .iter()
@@ -516,15 +378,15 @@ async fn requests_arrive_exactly_once_and_identical() {
 
 #[tokio::test]
 async fn interleaved_duplicates_are_grouped_the_one_tolerated_difference() {
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let mirror = Mirror::new(
-        config(&format!("http://{}", sink.addr)),
+        config(&format!("http://{}", sink.addr())),
         Arc::new(Stats::default()),
     )
     .unwrap();
     let h: Vec<(&str, &[u8])> = vec![("host", b"h"), ("x-a", b"1"), ("x-b", b"2"), ("x-a", b"3")];
     mirror.offer(vec![mirror_message("GET", b"/i", "1.1", &h, b"")]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     // hyper's HeaderMap keeps the values of one name together, in their order.
     assert_eq!(
         headers_of(&r),
@@ -534,9 +396,9 @@ async fn interleaved_duplicates_are_grouped_the_one_tolerated_difference() {
 
 #[tokio::test]
 async fn asterisk_and_string_headers_and_aliases() {
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let mirror = Mirror::new(
-        config(&format!("http://{}/", sink.addr)),
+        config(&format!("http://{}/", sink.addr())),
         Arc::new(Stats::default()),
     )
     .unwrap();
@@ -552,7 +414,7 @@ async fn asterisk_and_string_headers_and_aliases() {
         ],
     };
     mirror.offer(vec![msg]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     assert_eq!((r.method.as_str(), r.target.as_str()), ("OPTIONS", "*"));
     assert_eq!(
         headers_of(&r),
@@ -562,9 +424,9 @@ async fn asterisk_and_string_headers_and_aliases() {
 
 #[tokio::test]
 async fn skipped_messages_are_counted_and_still_never_sent() {
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let stats = Arc::new(Stats::default());
-    let mirror = Mirror::new(config(&format!("http://{}", sink.addr)), stats.clone()).unwrap();
+    let mirror = Mirror::new(config(&format!("http://{}", sink.addr())), stats.clone()).unwrap();
     let truncated = mirror_message(
         "POST",
         b"/t",
@@ -588,7 +450,7 @@ async fn skipped_messages_are_counted_and_still_never_sent() {
         not_mirror,
         good,
     ]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     assert_eq!(r.target, "/good");
     mirror.shutdown(Duration::from_secs(5)).await;
     sink.assert_no_more();
@@ -601,9 +463,9 @@ async fn skipped_messages_are_counted_and_still_never_sent() {
 
 #[tokio::test]
 async fn keep_alive_reuses_one_connection() {
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let stats = Arc::new(Stats::default());
-    let mirror = Mirror::new(config(&format!("http://{}", sink.addr)), stats.clone()).unwrap();
+    let mirror = Mirror::new(config(&format!("http://{}", sink.addr())), stats.clone()).unwrap();
     for i in 0..5u64 {
         mirror.offer(vec![mirror_message(
             "GET",
@@ -612,21 +474,24 @@ async fn keep_alive_reuses_one_connection() {
             &[("host", b"h")],
             b"",
         )]);
-        sink.next().await;
+        next(&sink).await;
         // The response is read to its end before the connection goes back to the pool.
         wait_until(Duration::from_secs(5), "request finished", || {
             get(&stats.mirror().sent_total) == i + 1
         })
         .await;
     }
-    assert_eq!(sink.accepts.load(Ordering::SeqCst), 1);
+    assert_eq!(sink.connections(), 1);
     assert_eq!(get(&stats.mirror().connections_total), 1);
 }
 
-#[tokio::test]
+/// Paused clock: the sink's 2 s answer delay and the 1 s watch below are tokio time, so the
+/// watch covers exactly 1 s of the mirror being slow, without waiting for it. (The engine's
+/// timeouts are tokio time too; `handle()`'s own latency is measured on the real clock.)
+#[tokio::test(start_paused = true)]
 async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() {
-    let mut sink = Sink::start().await;
-    sink.delay_ms.store(2000, Ordering::SeqCst);
+    let sink = Sink::start("mirror").await;
+    sink.set_delay(Duration::from_millis(2000)).await;
     let body = vec![b'x'; 10_000];
     let cl: &'static [u8] = b"10000";
     let msg = |i: usize| {
@@ -641,13 +506,13 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
 
     // Queue-bound: 1 in flight, 2 queued (+1 held by the dispatcher), plenty of memory.
     let stats_q = Arc::new(Stats::default());
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     (cfg.concurrency, cfg.queue_size) = (1, 2);
     let mirror_q = Mirror::new(cfg, stats_q.clone()).unwrap();
 
     // Memory-bound: the budget holds 3 requests; queue and concurrency are large.
     let stats_m = Arc::new(Stats::default());
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     (cfg.concurrency, cfg.queue_size, cfg.memory_budget) = (2, 1000, 3 * 10_500);
     let budget = cfg.memory_budget as u64;
     let mirror_m = Mirror::new(cfg, stats_m.clone()).unwrap();
@@ -675,9 +540,10 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
     assert_eq!(get(&stats_m.mirror().queued_total) + m_dropped, 20);
     assert_eq!(get(&stats_m.mirror().dropped_queue_full), 0);
 
-    // While the mirror is slow, the held bytes never pass the budget.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
+    // While the mirror is slow, the held bytes never pass the budget: sampled every 10 ms of
+    // the paused clock for 1 s, all before the sink's 2 s delay ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
         max_bytes = max_bytes.max(get(&stats_m.mirror().queued_bytes));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -687,17 +553,17 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
     );
 
     // The mirror recovers: everything accepted is delivered, and new requests flow again.
-    sink.delay_ms.store(0, Ordering::SeqCst);
+    sink.set_delay(Duration::ZERO).await;
     let accepted = get(&stats_q.mirror().queued_total) + get(&stats_m.mirror().queued_total);
     wait_until(Duration::from_secs(15), "queued requests delivered", || {
         get(&stats_q.mirror().sent_total) + get(&stats_m.mirror().sent_total) == accepted
     })
     .await;
     for _ in 0..accepted {
-        sink.next().await;
+        next(&sink).await;
     }
     mirror_q.offer(vec![msg(999)]);
-    assert_eq!(sink.next().await.target, "/slow999");
+    assert_eq!(next(&sink).await.target, "/slow999");
     assert_eq!(get(&stats_m.mirror().queued_bytes), 0);
 }
 
@@ -728,10 +594,10 @@ async fn timeouts_and_refused_connections_are_counted() {
     assert_eq!(get(&stats.mirror().sent_total), 3);
 
     // Timeout: the mirror answers after 2 s, the total timeout is 300 ms.
-    let mut sink = Sink::start().await;
-    sink.delay_ms.store(2000, Ordering::SeqCst);
+    let sink = Sink::start("mirror").await;
+    sink.set_delay(Duration::from_millis(2000)).await;
     let stats = Arc::new(Stats::default());
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     cfg.timeout = Duration::from_millis(300);
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![mirror_message(
@@ -741,7 +607,7 @@ async fn timeouts_and_refused_connections_are_counted() {
         &[("host", b"h")],
         b"",
     )]);
-    sink.next().await;
+    next(&sink).await;
     wait_until(Duration::from_secs(2), "timeout counted", || {
         get(&stats.mirror().failed_timeout) == 1
     })
@@ -751,10 +617,10 @@ async fn timeouts_and_refused_connections_are_counted() {
 
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_then_counts_the_rest() {
-    let mut sink = Sink::start().await;
-    sink.delay_ms.store(3000, Ordering::SeqCst);
+    let sink = Sink::start("mirror").await;
+    sink.set_delay(Duration::from_millis(3000)).await;
     let stats = Arc::new(Stats::default());
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     cfg.concurrency = 1;
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     for i in 0..3 {
@@ -766,7 +632,7 @@ async fn shutdown_waits_for_in_flight_then_counts_the_rest() {
             b"",
         )]);
     }
-    sink.next().await;
+    next(&sink).await;
     let t = Instant::now();
     mirror.shutdown(Duration::from_millis(300)).await;
     assert!(
@@ -826,8 +692,8 @@ fn tls_fixture(tag: &str) -> TlsFixture {
 #[tokio::test]
 async fn https_self_signed_is_refused_by_default_and_accepted_with_the_ca_file() {
     let fx = tls_fixture("ca");
-    let mut sink = Sink::start_with(Some(fx.acceptor.clone())).await;
-    let url = format!("https://{}/", sink.addr);
+    let sink = Sink::start_tls("mirror", fx.acceptor.clone()).await;
+    let url = format!("https://{}/", sink.addr());
     let msg = || {
         mirror_message(
             "POST",
@@ -852,7 +718,7 @@ async fn https_self_signed_is_refused_by_default_and_accepted_with_the_ca_file()
     cfg.ca_file = Some(fx.ca_path.clone());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![msg()]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     assert_eq!(
         (r.target.as_str(), r.body.as_slice()),
         ("/tls", &b"abc"[..])
@@ -867,7 +733,7 @@ async fn https_self_signed_is_refused_by_default_and_accepted_with_the_ca_file()
     cfg.insecure = true;
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![msg()]);
-    sink.next().await;
+    next(&sink).await;
     wait_until(Duration::from_secs(5), "2xx", || {
         get(&stats.mirror().status_2xx) == 1
     })
@@ -987,8 +853,8 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
     let want_auth = "Basic bWlycm9yLXVzZXI6c2VjcmV0LXB3"; // mirror-user:secret-pw
 
     // http:// mirror: forward proxy, absolute-form.
-    let mut sink = Sink::start().await;
-    let mut cfg = config(&format!("http://{}/pre", sink.addr));
+    let sink = Sink::start("mirror").await;
+    let mut cfg = config(&format!("http://{}/pre", sink.addr()));
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
     mirror.offer(vec![mirror_message(
@@ -998,21 +864,21 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
         &[("host", b"orig")],
         b"",
     )]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     assert_eq!(r.target, "/pre/via?x=1");
-    assert_eq!(r.header("host"), Some(&b"orig"[..]));
+    assert_eq!(r.header("host").as_deref(), Some("orig"));
     {
         let s = seen.lock().unwrap();
         assert_eq!(s.len(), 1);
-        assert_eq!(s[0].line, format!("GET http://{}/pre/via?x=1", sink.addr));
+        assert_eq!(s[0].line, format!("GET http://{}/pre/via?x=1", sink.addr()));
         assert_eq!(header(&s[0], "proxy-authorization"), Some(want_auth));
         assert_eq!(header(&s[0], "x-proxy-tag"), Some("spoa"));
     }
 
     // https:// mirror: CONNECT tunnel, credentials and headers on the CONNECT only.
     let fx = tls_fixture("proxy");
-    let mut tls_sink = Sink::start_with(Some(fx.acceptor.clone())).await;
-    let mut cfg = config(&format!("https://{}", tls_sink.addr));
+    let tls_sink = Sink::start_tls("mirror", fx.acceptor.clone()).await;
+    let mut cfg = config(&format!("https://{}", tls_sink.addr()));
     cfg.ca_file = Some(fx.ca_path.clone());
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
@@ -1023,20 +889,20 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
         &[("host", b"orig")],
         b"",
     )]);
-    let r = tls_sink.next().await;
+    let r = next(&tls_sink).await;
     assert_eq!(r.target, "/tunnel");
     assert!(r.header("proxy-authorization").is_none());
     {
         let s = seen.lock().unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!(s[1].line, format!("CONNECT {}", tls_sink.addr));
+        assert_eq!(s[1].line, format!("CONNECT {}", tls_sink.addr()));
         assert_eq!(header(&s[1], "proxy-authorization"), Some(want_auth));
         assert_eq!(header(&s[1], "x-proxy-tag"), Some("spoa"));
     }
     let _ = std::fs::remove_file(&fx.ca_path);
 
     // -N matching the mirror host: straight to the mirror.
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     cfg.proxy = Some(proxy_config(proxy, Some("localhost, 127.0.0.0/8")));
     let mirror = Mirror::new(cfg, Arc::new(Stats::default())).unwrap();
     mirror.offer(vec![mirror_message(
@@ -1046,7 +912,7 @@ async fn proxy_sees_basic_auth_and_headers_and_noproxy_bypasses_it() {
         &[("host", b"h")],
         b"",
     )]);
-    let r = sink.next().await;
+    let r = next(&sink).await;
     assert_eq!(r.target, "/direct");
     assert!(r.header("proxy-authorization").is_none());
     assert_eq!(seen.lock().unwrap().len(), 2, "the proxy must be bypassed");
@@ -1080,10 +946,10 @@ async fn one_log_line_per_request_in_the_original_format() {
     // The test runtime is single-threaded, so the engine's tasks log through this default.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let stats = Arc::new(Stats::default());
     let (proxy, _) = start_proxy().await;
-    let mut cfg = config(&format!("http://{}/pre/", sink.addr));
+    let mut cfg = config(&format!("http://{}/pre/", sink.addr()));
     cfg.proxy = Some(proxy_config(proxy, None));
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![mirror_message(
@@ -1093,7 +959,7 @@ async fn one_log_line_per_request_in_the_original_format() {
         &[("host", b"h"), ("content-length", b"3")],
         b"xyz",
     )]);
-    sink.next().await;
+    next(&sink).await;
     mirror.shutdown(Duration::from_secs(5)).await;
 
     let refused = TcpListener::bind("127.0.0.1:0")
@@ -1117,7 +983,11 @@ async fn one_log_line_per_request_in_the_original_format() {
     mirror.shutdown(Duration::from_secs(5)).await;
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let ok_prefix = format!("\"PUT http://{}/pre/a?b=1 HTTP/1.1\" 200 3/2 ", sink.addr);
+    let ok_prefix = format!(
+        "\"PUT http://{}/pre/a?b=1 HTTP/1.1\" 200 3/{} ",
+        sink.addr(),
+        RESPONSE_BODY.len()
+    );
     let ok: Vec<_> = text.lines().filter(|l| l.contains(&ok_prefix)).collect();
     assert_eq!(ok.len(), 1, "{text}");
     assert!(ok[0].contains("spoa_mirror::mirror"), "{}", ok[0]);
@@ -1166,9 +1036,9 @@ async fn counters_count_one_thing_each() {
 
     // A target that passes parse() but, behind a 600-byte `-u` path, makes a URI longer than
     // the http crate allows: the request cannot be built, nothing goes on the wire.
-    let mut sink = Sink::start().await;
+    let sink = Sink::start("mirror").await;
     let stats = Arc::new(Stats::default());
-    let url = format!("http://{}/{}", sink.addr, "p".repeat(600));
+    let url = format!("http://{}/{}", sink.addr(), "p".repeat(600));
     let mirror = Mirror::new(config(&url), stats.clone()).unwrap();
     let long_target = format!("/{}", "t".repeat(65_000));
     mirror.offer(vec![mirror_message(
@@ -1189,10 +1059,10 @@ async fn counters_count_one_thing_each() {
     sink.assert_no_more();
 
     // One request in flight to a slow mirror, one waiting behind it (concurrency 1).
-    let mut sink = Sink::start().await;
-    sink.delay_ms.store(300, Ordering::SeqCst);
+    let sink = Sink::start("mirror").await;
+    sink.set_delay(Duration::from_millis(300)).await;
     let stats = Arc::new(Stats::default());
-    let mut cfg = config(&format!("http://{}", sink.addr));
+    let mut cfg = config(&format!("http://{}", sink.addr()));
     cfg.concurrency = 1;
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     let body = vec![b'x'; 1000];
@@ -1200,7 +1070,7 @@ async fn counters_count_one_thing_each() {
         mirror_message("POST", path, "1.1", &[("host", b"h")], body.as_slice())
     };
     mirror.offer(vec![req(b"/first")]);
-    sink.next().await;
+    next(&sink).await;
     // The first is on the wire: it holds memory but is not queued.
     assert_eq!(get(&stats.mirror().in_flight), 1);
     assert_eq!(get(&stats.mirror().queued), 0);
@@ -1215,7 +1085,7 @@ async fn counters_count_one_thing_each() {
     assert_eq!(get(&stats.mirror().queued), 1);
     assert_eq!(get(&stats.mirror().queued_bytes), one);
     assert_eq!(get(&stats.mirror().memory_bytes), 2 * one);
-    sink.next().await;
+    next(&sink).await;
     wait_until(Duration::from_secs(5), "both delivered", || {
         get(&stats.mirror().sent_total) == 2
     })
@@ -1234,7 +1104,7 @@ async fn counters_count_one_thing_each() {
         .port();
     // One engine, two targets, one message: each target ends it its own way.
     let stats = Arc::new(Stats::default());
-    let mut slow = config(&format!("http://{}", sink.addr));
+    let mut slow = config(&format!("http://{}", sink.addr()));
     slow.timeout = Duration::from_millis(100);
     let targets = vec![
         (

@@ -1,7 +1,10 @@
 //! `-I` (source address) and `-P` (local port range) on connections to the mirror, checked
 //! from the mirror's side: the address and port each connection comes from.
 
+mod common;
+
 use bytes::Bytes;
+use common::sink::{Behavior, Sink};
 use spoa_mirror::config::MirrorConfig;
 use spoa_mirror::mirror::Mirror;
 use spoa_mirror::spop::{Arg, Message, TypedData};
@@ -9,9 +12,6 @@ use spoa_mirror::stats::{get, Stats};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use spoa_mirror::handler::NotifyHandler;
 
@@ -27,33 +27,12 @@ impl Offer for Mirror {
     }
 }
 
-/// A mirror that answers one request per connection, then closes it, and reports the peer
-/// address of every connection.
-async fn closing_sink() -> (SocketAddr, mpsc::UnboundedReceiver<SocketAddr>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, peer)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                // Bodiless GETs: the head ends the request.
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                let _ = tx.send(peer);
-            });
-        }
-    });
-    (addr, rx)
+/// A mirror that answers one request per connection, then closes it: each request comes on a
+/// new connection, from its own source address and port ([`common::sink::Recorded::peer`]).
+async fn closing_sink() -> Sink {
+    let sink = Sink::start("mirror").await;
+    sink.set_behavior(Behavior::OneShot).await;
+    sink
 }
 
 fn get_message(path: &'static str) -> Message {
@@ -76,11 +55,9 @@ fn get_message(path: &'static str) -> Message {
     }
 }
 
-async fn next_peer(rx: &mut mpsc::UnboundedReceiver<SocketAddr>) -> SocketAddr {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("no mirrored request within 10 s")
-        .expect("sink stopped")
+/// The address the next mirrored request came from.
+async fn next_peer(sink: &Sink) -> SocketAddr {
+    sink.next().await.peer
 }
 
 /// Four consecutive ports that are free right now, on 127.0.0.1.
@@ -98,17 +75,17 @@ fn free_port_run() -> u16 {
 
 #[tokio::test]
 async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
-    let (addr, mut peers) = closing_sink().await;
+    let sink = closing_sink().await;
     let lo = free_port_run();
     // The first port of the range is taken: the connector must move on to the next one.
     let _taken = std::net::TcpListener::bind(("127.0.0.1", lo)).unwrap();
-    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    let mut cfg = MirrorConfig::new(format!("{}/", sink.url()).parse().unwrap());
     cfg.local_ports = Some((lo, lo + 3));
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     for path in ["/p1", "/p2", "/p3"] {
         mirror.offer(vec![get_message(path)]);
-        let peer = next_peer(&mut peers).await;
+        let peer = next_peer(&sink).await;
         assert!(
             (lo + 1..=lo + 3).contains(&peer.port()),
             "connection from port {} outside {}-{} (or the taken {lo})",
@@ -124,14 +101,14 @@ async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
 
 #[tokio::test]
 async fn source_address_is_used() {
-    let (addr, mut peers) = closing_sink().await;
-    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    let sink = closing_sink().await;
+    let mut cfg = MirrorConfig::new(format!("{}/", sink.url()).parse().unwrap());
     // Any 127.0.0.0/8 address is local on Linux.
     cfg.interface = Some("127.0.0.2".into());
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![get_message("/src")]);
-    let peer = next_peer(&mut peers).await;
+    let peer = next_peer(&sink).await;
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
     mirror.shutdown(Duration::from_secs(5)).await;
     assert_eq!(get(&stats.mirror().status_2xx), 1);
@@ -142,15 +119,15 @@ async fn source_address_is_used() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn interface_with_local_port_range() {
-    let (addr, mut peers) = closing_sink().await;
+    let sink = closing_sink().await;
     let lo = free_port_run();
-    let mut cfg = MirrorConfig::new(format!("http://{addr}/").parse().unwrap());
+    let mut cfg = MirrorConfig::new(format!("{}/", sink.url()).parse().unwrap());
     cfg.interface = Some("if!lo".into());
     cfg.local_ports = Some((lo, lo + 3));
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(cfg, stats.clone()).unwrap();
     mirror.offer(vec![get_message("/dev")]);
-    let peer = next_peer(&mut peers).await;
+    let peer = next_peer(&sink).await;
     assert!((lo..=lo + 3).contains(&peer.port()), "{peer}");
     mirror.shutdown(Duration::from_secs(5)).await;
     assert_eq!(get(&stats.mirror().status_2xx), 1);

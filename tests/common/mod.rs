@@ -5,8 +5,9 @@
 //!   spoe.cfg for the mirror setup, run HAProxy, read its log and its stats socket.
 //! - [`agent`]: run the `spoa-mirror` binary built by cargo, capture its output, scrape its
 //!   Prometheus endpoint.
-//! - [`sink`]: a recording HTTP/1.1 server, used as HAProxy's primary backend and as the
-//!   mirror target; tests await the requests it recorded.
+//! - [`sink`]: a recording HTTP/1.1 server (optionally over TLS), used as HAProxy's primary
+//!   backend and as the mirror target, also by the mirror engine tests; tests await the
+//!   requests it recorded.
 //! - [`client`]: a small HTTP/1.1 client over raw TCP, and `curl` for HTTP/2.
 //! - [`http`]: the HTTP/1.1 message reading the sink and the client share.
 //!

@@ -2,20 +2,25 @@
 //!
 //! Every complete request is recorded (method, target, version, headers in wire order with
 //! their case, body, and the number of the TCP connection it came on) and answered with a
-//! small keep-alive response. Tests await recordings with [`Sink::wait_for`], which wakes on
-//! a `watch` channel, not by polling. [`Sink::set_behavior`] makes it slow, refusing,
-//! closing or resetting at run time.
+//! small keep-alive response (a response to HEAD has no body). Tests await recordings with
+//! [`Sink::wait_for`], or one at a time in arrival order with [`Sink::next`]; both wake on a
+//! `watch` channel, not by polling. [`Sink::set_behavior`] (or [`Sink::set_delay`]) makes it
+//! slow, refusing, closing or resetting at run time. [`Sink::start_tls`] serves HTTPS.
 
 use super::http::{self, Headers, MessageReader};
 use super::LOCALHOST;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+/// How long [`Sink::next`] waits for the next request.
+pub const NEXT_WAIT: Duration = Duration::from_secs(10);
 
 /// One request as the sink received it.
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// 1-based number of the TCP connection it arrived on, in accept order.
     pub conn: u64,
+    /// The address that connection came from.
+    pub peer: SocketAddr,
     /// When the head was complete.
     pub at: Instant,
 }
@@ -57,6 +64,8 @@ pub enum Behavior {
     Ok,
     /// Record, answer with this status (and the usual small body).
     Status(u16),
+    /// Record, answer `200` with `connection: close` and close: one request per connection.
+    OneShot,
     /// Record, then wait this long before answering `200` (a slow server).
     Slow(Duration),
     /// Accept each connection and close it at once, reading nothing (FIN; nothing recorded).
@@ -79,6 +88,8 @@ struct Shared {
     behavior: watch::Sender<Behavior>,
     /// Whether the listening socket is open now (false while [`Behavior::Refuse`]).
     listening: watch::Sender<bool>,
+    /// With an acceptor, every connection is a TLS server connection.
+    tls: Option<TlsAcceptor>,
 }
 
 /// The recording server. Dropping it stops the accept loop and every connection.
@@ -86,12 +97,24 @@ pub struct Sink {
     addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    /// How many requests [`Sink::next`] has returned.
+    taken: AtomicUsize,
 }
 
 impl Sink {
     /// Bind 127.0.0.1:0 and start serving. `name` goes into the `x-sink` response header so a
     /// client can tell which server answered.
     pub async fn start(name: &str) -> Sink {
+        Sink::start_with(name, None).await
+    }
+
+    /// Like [`Sink::start`], serving HTTPS with `acceptor`'s certificate.
+    pub async fn start_tls(name: &str, acceptor: TlsAcceptor) -> Sink {
+        Sink::start_with(name, Some(acceptor)).await
+    }
+
+    /// [`Sink::start`] with `tls`: every connection is a TLS server connection.
+    pub async fn start_with(name: &str, tls: Option<TlsAcceptor>) -> Sink {
         let listener = TcpListener::bind((LOCALHOST, 0))
             .await
             .expect("bind sink on 127.0.0.1:0");
@@ -104,6 +127,7 @@ impl Sink {
             next_conn: AtomicU64::new(1),
             behavior: watch::channel(Behavior::Ok).0,
             listening: watch::channel(true).0,
+            tls,
         });
         let shutdown = CancellationToken::new();
         tokio::spawn(accept_loop(
@@ -116,6 +140,7 @@ impl Sink {
             addr,
             shared,
             shutdown,
+            taken: AtomicUsize::new(0),
         }
     }
 
@@ -127,9 +152,14 @@ impl Sink {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Change how new requests are treated. Switching to or from [`Behavior::Refuse`] returns
@@ -147,6 +177,52 @@ impl Sink {
         .expect("sink accept loop gone");
     }
 
+    /// Answer every new request `delay` after it arrived ([`Behavior::Slow`]); zero answers at
+    /// once ([`Behavior::Ok`]). Requests already waiting keep their delay.
+    pub async fn set_delay(&self, delay: Duration) {
+        let behavior = if delay.is_zero() {
+            Behavior::Ok
+        } else {
+            Behavior::Slow(delay)
+        };
+        self.set_behavior(behavior).await;
+    }
+
+    /// The next request in arrival order that this method has not returned yet; waits up to
+    /// [`NEXT_WAIT`] for it to arrive.
+    pub async fn next(&self) -> Recorded {
+        let i = self.taken.fetch_add(1, Ordering::SeqCst);
+        let mut rx = self.shared.count.subscribe();
+        tokio::time::timeout(NEXT_WAIT, rx.wait_for(|c| *c > i))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "sink {:?}: request #{} did not arrive within {NEXT_WAIT:?}",
+                    self.shared.name,
+                    i + 1
+                )
+            })
+            .expect("sink accept loop gone");
+        let requests = self.shared.requests.lock().expect("sink lock");
+        requests
+            .get(i)
+            .cloned()
+            .expect("a counted request is recorded")
+    }
+
+    /// Panics if a request arrived that [`Sink::next`] has not returned. Call it when nothing
+    /// can be in flight any more (e.g. after the client shut down): it does not wait.
+    pub fn assert_no_more(&self) {
+        let taken = self.taken.load(Ordering::SeqCst);
+        let requests = self.requests();
+        if let Some(extra) = requests.get(taken) {
+            panic!(
+                "sink {:?}: unexpected extra request: {} {}",
+                self.shared.name, extra.method, extra.target
+            );
+        }
+    }
+
     /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().expect("sink lock").clone()
@@ -157,7 +233,7 @@ impl Sink {
         *self.shared.count.borrow()
     }
 
-    /// TCP connections accepted so far.
+    /// TCP connections accepted so far (with TLS: before the handshake).
     pub fn connections(&self) -> u64 {
         *self.shared.connections.borrow()
     }
@@ -235,14 +311,14 @@ async fn accept_loop(
                 }
             }
             accepted = accept(listener.as_ref()) => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
                 let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                 shared.connections.send_modify(|c| *c += 1);
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = serve_connection(stream, conn, &shared) => {}
+                        _ = serve_tcp(stream, (conn, peer), &shared) => {}
                     }
                 });
             }
@@ -258,12 +334,43 @@ async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, S
     }
 }
 
-/// Serve one connection: read requests until EOF, error or a `Connection: close`.
-async fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
+/// A connection the sink serves: plain TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket underneath (for socket options).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Serve one accepted TCP connection, after the TLS handshake when the sink has TLS.
+async fn serve_tcp(stream: TcpStream, conn: (u64, SocketAddr), shared: &Shared) {
     let _ = stream.set_nodelay(true);
     if *shared.behavior.borrow() == Behavior::Close {
         return; // dropping the stream sends FIN
     }
+    match &shared.tls {
+        None => serve_connection(stream, conn, shared).await,
+        Some(acceptor) => {
+            if let Ok(stream) = acceptor.accept(stream).await {
+                serve_connection(stream, conn, shared).await;
+            }
+        }
+    }
+}
+
+/// Serve one connection (its number and peer): read requests until EOF, error, a
+/// `Connection: close` or [`Behavior::OneShot`].
+async fn serve_connection(stream: impl Stream, (conn, peer): (u64, SocketAddr), shared: &Shared) {
     let mut reader = MessageReader::new(stream);
     // Each pass reads one request or ends the connection.
     loop {
@@ -307,17 +414,19 @@ async fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
             headers: head.headers,
             body,
             conn,
+            peer,
             at,
         };
         shared.requests.lock().expect("sink lock").push(recorded);
         shared.count.send_modify(|c| *c += 1);
 
         let behavior = *shared.behavior.borrow();
+        let close = close || behavior == Behavior::OneShot;
         let status = match behavior {
             Behavior::Reset => {
                 let stream = reader.get_mut();
                 // Linger 0: closing sends RST instead of FIN.
-                let _ = socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
                 return;
             }
             Behavior::Slow(delay) => {
@@ -325,7 +434,7 @@ async fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
                 200
             }
             Behavior::Status(code) => code,
-            Behavior::Ok | Behavior::Close | Behavior::Refuse => 200,
+            Behavior::Ok | Behavior::OneShot | Behavior::Close | Behavior::Refuse => 200,
         };
         let answer = format!(
             "HTTP/1.1 {status} Sink\r\nx-sink: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
