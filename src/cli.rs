@@ -8,19 +8,16 @@
 //! still names it, whatever long-only options this implementation adds.
 
 use crate::config::{
-    Config, ListenConfig, LogFile, MirrorConfig, ProxyConfig, RunConfig, Secret, SpopConfig,
+    redact_userinfo, Config, ListenConfig, LogFile, MirrorConfig, ProxyConfig, RunConfig, Secret,
+    SpopConfig,
 };
+use crate::process::EXIT_USAGE;
 use crate::spop::Capabilities;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Exit code for a bad command line (`EX_USAGE`), as the original.
-pub const EXIT_USAGE: i32 = 64;
-/// Exit code for a failure while starting (`EX_SOFTWARE`): bind error, pidfile, log file.
-pub const EXIT_STARTUP: i32 = 70;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -563,22 +560,6 @@ pub fn parse_mirror_url(text: &str) -> Result<http::Uri, String> {
         return Err(bad("user:password@ is not supported"));
     }
     Ok(uri)
-}
-
-/// The URL with any `user:password@` replaced, for logs and errors.
-pub fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => format!(
-            "{scheme}://***@{}{tail}",
-            authority.get(at + 1..).unwrap_or_default()
-        ),
-        None => url.to_string(),
-    }
 }
 
 fn parse_proxy_url(text: &str) -> Result<http::Uri, String> {

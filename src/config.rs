@@ -1,4 +1,4 @@
-//! The validated, typed configuration, one struct per component. `cli.rs` builds it from the
+//! The validated, typed configuration, one struct per component. `cli` builds it from the
 //! command line; nothing below this module sees clap types.
 
 use crate::spop::Capabilities;
@@ -205,4 +205,20 @@ pub struct LogFile {
     pub truncate: bool,
     /// Flush after every line (capital mode letter).
     pub line_buffered: bool,
+}
+
+/// The URL with any `user:password@` replaced, for logs and errors.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!(
+            "{scheme}://***@{}{tail}",
+            authority.get(at + 1..).unwrap_or_default()
+        ),
+        None => url.to_string(),
+    }
 }

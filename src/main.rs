@@ -1,8 +1,9 @@
 //! `spoa-mirror`: parse the command line, daemonize before any thread exists, write the
 //! pidfile, start logging, then run the agent on a tokio runtime with `-n` worker threads.
 
-use spoa_mirror::cli::{self, Action, EXIT_STARTUP};
-use spoa_mirror::{daemon, logging};
+use spoa_mirror::cli::{self, Action};
+use spoa_mirror::process::{self, EXIT_STARTUP};
+use spoa_mirror::{app, logging};
 
 fn main() {
     let mut config = match cli::parse(std::env::args_os()) {
@@ -23,7 +24,7 @@ fn main() {
     };
     let startup_error = |text: String| -> ! {
         eprintln!("ERROR: {text}");
-        daemon::exit(EXIT_STARTUP)
+        process::exit(EXIT_STARTUP)
     };
 
     // -D changes the working directory to /: make the paths absolute first.
@@ -39,7 +40,7 @@ fn main() {
     }
     // Both files are opened here, before forking, so that their errors reach the terminal.
     let mut pidfile = run.pidfile.as_deref().map(|p| {
-        daemon::Pidfile::create(p).unwrap_or_else(|e| {
+        process::Pidfile::create(p).unwrap_or_else(|e| {
             startup_error(format!("unable to create pidfile '{}': {e}", p.display()))
         })
     });
@@ -59,19 +60,19 @@ fn main() {
         }
     }
     let ready = if run.daemonize {
-        match daemon::daemonize(logfile.as_ref()) {
+        match process::daemonize(logfile.as_ref()) {
             // The original process: report the daemon's startup and leave its pidfile alone.
-            Ok(daemon::Forked::Parent(code, text)) => {
+            Ok(process::Forked::Parent(code, text)) => {
                 if !text.is_empty() {
                     eprintln!("{text}");
                 }
                 std::process::exit(code)
             }
-            Ok(daemon::Forked::Daemon(ready)) => ready,
+            Ok(process::Forked::Daemon(ready)) => ready,
             Err(e) => startup_error(format!("unable to daemonize: {e}")),
         }
     } else {
-        daemon::Readiness::default()
+        process::Readiness::default()
     };
     if let Some(p) = pidfile.as_mut() {
         if let Err(e) = p.write_pid() {
@@ -86,9 +87,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| startup_error(format!("unable to start the runtime: {e}")));
-    let code = runtime.block_on(daemon::run(config, ready));
+    let code = runtime.block_on(app::run(config, ready));
     // Tasks still running (connections that ignored the disconnect) are abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     drop(pidfile);
-    daemon::exit(code)
+    process::exit(code)
 }

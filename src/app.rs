@@ -4,14 +4,10 @@
 //! AGENT-DISCONNECT (status 0) on every SPOP connection, let in-flight mirror requests finish
 //! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
 
-mod process;
-
-pub use process::{daemonize, exit, sd_notify, Forked, Pidfile, Readiness};
-
-use crate::cli::{redact_userinfo, EXIT_STARTUP};
-use crate::config::Config;
+use crate::config::{redact_userinfo, Config};
 use crate::handler::{Discard, NotifyHandler};
 use crate::mirror::Mirror;
+use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
