@@ -9,6 +9,7 @@ use crate::handler::{Discard, NotifyHandler};
 use crate::mirror::Mirror;
 use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
 use crate::stats::Stats;
+use humantime::format_duration;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -121,8 +122,8 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     let _ = serve.await;
     if let Some(m) = mirror {
         info!(
-            "waiting up to {:?} for in-flight mirror requests",
-            drain_timeout(&config)
+            "waiting up to {} for in-flight mirror requests",
+            format_duration(drain_timeout(&config))
         );
         m.shutdown(drain_timeout(&config)).await;
     }
@@ -163,14 +164,14 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
         None => "none (ACK only)".to_string(),
         Some(m) => {
             let mut s = format!(
-                "{} (timeout {:?}, connect {:?}, queue {}, concurrency {}, memory {} bytes, drain {:?}",
+                "{} (timeout {}, connect {}, queue {}, concurrency {}, memory {} bytes, drain {}",
                 redact_userinfo(&m.url.to_string()),
-                m.timeout,
-                m.connect_timeout,
+                format_duration(m.timeout),
+                format_duration(m.connect_timeout),
                 m.queue_size,
                 m.concurrency,
                 m.memory_budget,
-                m.drain_timeout
+                format_duration(m.drain_timeout)
             );
             if let Some(i) = &m.interface {
                 s.push_str(&format!(", interface {i}"));
@@ -193,15 +194,15 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
     };
     info!(
         "spoa-mirror v{} pid {}: listening on {listen} (backlog {}), max-frame-size {}, capabilities [{caps}], \
-         processing delay {:?}, idle timeout {}, mirror {mirror}, runtime {}, monitor every {:?}, {} worker threads, log filter '{}'",
+         processing delay {}, idle timeout {}, mirror {mirror}, runtime {}, monitor every {}, {} worker threads, log filter '{}'",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         c.listen.backlog,
         c.spop.max_frame_size,
-        c.spop.processing_delay,
-        c.spop.idle_timeout.map_or("off".to_string(), |d| format!("{d:?}")),
-        c.run.runtime.map_or("unlimited".to_string(), |d| format!("{d:?}")),
-        c.run.monitor_interval,
+        format_duration(c.spop.processing_delay),
+        c.spop.idle_timeout.map_or("off".to_string(), |d| format_duration(d).to_string()),
+        c.run.runtime.map_or("unlimited".to_string(), |d| format_duration(d).to_string()),
+        format_duration(c.run.monitor_interval),
         c.run.workers,
         c.run.log_filter,
     );
