@@ -25,12 +25,19 @@ pub struct ListenConfig {
     pub backlog: u32,
 }
 
+impl ListenConfig {
+    /// Every address, IPv4 (as the original).
+    pub const DEFAULT_ADDRESS: &'static str = "0.0.0.0";
+    pub const DEFAULT_PORT: u16 = 12345;
+    pub const DEFAULT_BACKLOG: u32 = 10;
+}
+
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
-            address: "0.0.0.0".into(),
-            port: 12345,
-            backlog: 10,
+            address: ListenConfig::DEFAULT_ADDRESS.into(),
+            port: ListenConfig::DEFAULT_PORT,
+            backlog: ListenConfig::DEFAULT_BACKLOG,
         }
     }
 }
@@ -69,6 +76,10 @@ impl SpopConfig {
     /// Well above what HAProxy opens: one connection per in-flight request without
     /// pipelining (3.1+), a few per thread and agent server with it.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// A started frame must be complete within this time.
+    pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Bound of a payload reassembled from fragments.
+    pub const DEFAULT_MAX_REASSEMBLED_SIZE: usize = 4 * 1024 * 1024;
 }
 
 impl Default for SpopConfig {
@@ -78,9 +89,9 @@ impl Default for SpopConfig {
             capabilities: Capabilities::default(),
             processing_delay: Duration::ZERO,
             idle_timeout: None,
-            frame_timeout: Duration::from_secs(30),
+            frame_timeout: SpopConfig::DEFAULT_FRAME_TIMEOUT,
             ack_noop: false,
-            max_reassembled_size: 4 * 1024 * 1024,
+            max_reassembled_size: SpopConfig::DEFAULT_MAX_REASSEMBLED_SIZE,
             max_connections: SpopConfig::DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -128,21 +139,30 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_QUEUE_SIZE: usize = 4096;
+    pub const DEFAULT_CONCURRENCY: usize = 256;
+    pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The settings for mirroring to `url`, every other one at its default.
     pub fn new(url: http::Uri) -> MirrorConfig {
         MirrorConfig {
             url,
             interface: None,
             local_ports: None,
             proxy: None,
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            queue_size: 4096,
-            concurrency: 256,
-            memory_budget: 64 * 1024 * 1024,
+            timeout: MirrorConfig::DEFAULT_TIMEOUT,
+            connect_timeout: MirrorConfig::DEFAULT_CONNECT_TIMEOUT,
+            queue_size: MirrorConfig::DEFAULT_QUEUE_SIZE,
+            concurrency: MirrorConfig::DEFAULT_CONCURRENCY,
+            memory_budget: MirrorConfig::DEFAULT_MEMORY_BUDGET,
             ca_file: None,
             insecure: false,
-            pool_idle_timeout: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(5),
+            pool_idle_timeout: MirrorConfig::DEFAULT_POOL_IDLE_TIMEOUT,
+            drain_timeout: MirrorConfig::DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -180,16 +200,24 @@ pub struct RunConfig {
     pub notices: Vec<String>,
 }
 
+impl RunConfig {
+    /// Run until stopped.
+    pub const DEFAULT_RUNTIME: Option<Duration> = None;
+    pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(5);
+    /// Used when neither `--log-level` nor a valid `RUST_LOG` is given.
+    pub const DEFAULT_LOG_FILTER: &'static str = "info";
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            runtime: None,
-            monitor_interval: Duration::from_secs(5),
+            runtime: RunConfig::DEFAULT_RUNTIME,
+            monitor_interval: RunConfig::DEFAULT_MONITOR_INTERVAL,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             daemonize: false,
             pidfile: None,
             logfile: None,
-            log_filter: "info".into(),
+            log_filter: RunConfig::DEFAULT_LOG_FILTER.into(),
             metrics_address: None,
             libev_backends: Vec::new(),
             notices: Vec::new(),

@@ -4,7 +4,7 @@
 //! streams. Also keeps the committed man page in step with the clap definition.
 
 use spoa_mirror::cli::{self, Action, CliError};
-use spoa_mirror::config::Config;
+use spoa_mirror::config::{Config, ListenConfig, MirrorConfig, RunConfig, SpopConfig};
 use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
@@ -190,10 +190,7 @@ fn defaults() {
     assert_eq!(c.listen.address, "0.0.0.0");
     assert_eq!(c.listen.port, 12345);
     assert_eq!(c.listen.backlog, 10);
-    assert_eq!(
-        c.spop.max_frame_size,
-        spoa_mirror::config::SpopConfig::DEFAULT_MAX_FRAME_SIZE
-    );
+    assert_eq!(c.spop.max_frame_size, SpopConfig::DEFAULT_MAX_FRAME_SIZE);
     assert_eq!(c.spop.capabilities.to_list(), "");
     assert_eq!(c.spop.processing_delay, Duration::ZERO);
     assert_eq!(c.spop.idle_timeout, None);
@@ -419,6 +416,49 @@ fn help_and_version() {
         "64M",
     ] {
         assert!(help.contains(default), "{default} missing from -h");
+    }
+    // The defaults shown are the config's own.
+    let shown = |d: Duration| format!("(default: {}).", humantime::format_duration(d));
+    for (option, default) in [
+        ("--frame-timeout", shown(SpopConfig::DEFAULT_FRAME_TIMEOUT)),
+        (
+            "--monitor-interval",
+            shown(RunConfig::DEFAULT_MONITOR_INTERVAL),
+        ),
+        ("--mirror-timeout", shown(MirrorConfig::DEFAULT_TIMEOUT)),
+        (
+            "--mirror-connect-timeout",
+            shown(MirrorConfig::DEFAULT_CONNECT_TIMEOUT),
+        ),
+        (
+            "--drain-timeout",
+            shown(MirrorConfig::DEFAULT_DRAIN_TIMEOUT),
+        ),
+        (
+            "--port",
+            format!("(default: {}).", ListenConfig::DEFAULT_PORT),
+        ),
+        (
+            "--connection-backlog",
+            format!("(default: {}).", ListenConfig::DEFAULT_BACKLOG),
+        ),
+        (
+            "--mirror-queue",
+            format!("(default: {}).", MirrorConfig::DEFAULT_QUEUE_SIZE),
+        ),
+        (
+            "--max-connections",
+            format!("(default: {}).", SpopConfig::DEFAULT_MAX_CONNECTIONS),
+        ),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.contains(&format!("{option}=")))
+            .unwrap_or_else(|| panic!("{option} missing from -h"));
+        assert!(
+            line.ends_with(&default),
+            "{line:?} should end with {default:?}"
+        );
     }
     // -h wins over -V, and over bad values (nothing is validated with -h).
     assert!(matches!(parse(&["-V", "-h"]), Ok(Action::Help(_))));

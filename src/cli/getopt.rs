@@ -18,7 +18,7 @@ pub(super) fn add_options(cmd: Command) -> Command {
         .args_override_self(true)
         .dont_delimit_trailing_values(true);
     for o in OPTIONS {
-        let mut arg = Arg::new(o.id).long(o.long).help(o.help);
+        let mut arg = Arg::new(o.id).long(o.long).help(o.help_text());
         if let Some(s) = o.short {
             arg = arg.short(s);
         }

@@ -121,11 +121,15 @@ pub fn help() -> String {
                 .unwrap_or_else(|| "    ".into());
             let value = o.value.map(|v| format!("={v}")).unwrap_or_default();
             let left = format!("  {short}--{}{value}", o.long);
-            let mut help = o.help.to_string();
+            let mut help = o.help_text();
             if o.id == "num-workers" {
                 help = help.replace(
-                    "CPU cores)",
-                    &format!("CPU cores, {} here)", RunConfig::default().workers),
+                    options::WORKERS,
+                    &format!(
+                        "{}, {} here",
+                        options::WORKERS,
+                        RunConfig::default().workers
+                    ),
                 );
             }
             out.push_str(&format!("{left:<37} {help}\n"));

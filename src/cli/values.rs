@@ -88,6 +88,14 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
+/// BYTES as `-h` shows it: the largest K, M or G suffix that divides it exactly.
+pub(super) fn format_bytes(n: u64) -> String {
+    [(30, 'G'), (20, 'M'), (10, 'K')]
+        .into_iter()
+        .find(|&(shift, _)| n != 0 && n % (1u64 << shift) == 0)
+        .map_or_else(|| n.to_string(), |(shift, s)| format!("{}{s}", n >> shift))
+}
+
 /// A decimal integer in `min..=max`, no sign, nothing after it.
 pub(super) fn parse_int<T: TryFrom<u64>>(text: &str, min: u64, max: u64) -> Option<T> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -237,6 +245,20 @@ pub(super) fn parse_backend(name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_bytes_reads_back() {
+        for (n, text) in [
+            (64 << 20, "64M"),
+            (1 << 30, "1G"),
+            (65536, "64K"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_bytes(n), text);
+            assert_eq!(parse_bytes(text), Some(n));
+        }
+    }
 
     #[test]
     fn str_delay_matches_the_original_bounds() {
