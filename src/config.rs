@@ -107,11 +107,115 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A mirror URL (`-u`) the engine can use as it is: `http://` or `https://`, a host, no
+/// `user:password@`, no query; its path, without trailing slashes, is the prefix put before
+/// every request target. Only [`MirrorUrl::parse`] and [`MirrorUrl::from_uri`] make one, so
+/// the command line and the engine apply the same rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorUrl {
+    uri: http::Uri,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+/// Why a mirror URL is refused; the texts are those of the `-u` error lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URI at all (the `http` crate's reason, e.g. "invalid uri character").
+    #[error("{0}")]
+    Syntax(String),
+    #[error("the scheme must be http:// or https://")]
+    Scheme,
+    #[error("no host")]
+    NoHost,
+    /// The mirror engine sends no credentials of its own (the mirrored request carries the
+    /// client's headers), and userinfo would end up in log lines.
+    #[error("user:password@ is not supported")]
+    Userinfo,
+    #[error("a query string cannot be prepended to request targets")]
+    Query,
+}
+
+impl MirrorUrl {
+    /// Parses and checks `-u`'s text.
+    pub fn parse(text: &str) -> Result<MirrorUrl, UrlError> {
+        let uri = text
+            .parse::<http::Uri>()
+            .map_err(|e| UrlError::Syntax(e.to_string()))?;
+        MirrorUrl::from_uri(&uri)
+    }
+
+    /// Checks an already parsed URI (e.g. [`MirrorConfig::url`]).
+    pub fn from_uri(uri: &http::Uri) -> Result<MirrorUrl, UrlError> {
+        let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("http") => http::uri::Scheme::HTTP,
+            Some("https") => http::uri::Scheme::HTTPS,
+            _ => return Err(UrlError::Scheme),
+        };
+        let authority = match uri.authority() {
+            Some(a) if !a.host().is_empty() => a.clone(),
+            _ => return Err(UrlError::NoHost),
+        };
+        if authority.as_str().contains('@') {
+            return Err(UrlError::Userinfo);
+        }
+        if uri.query().is_some() {
+            return Err(UrlError::Query);
+        }
+        Ok(MirrorUrl {
+            uri: uri.clone(),
+            scheme,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &http::uri::Scheme {
+        &self.scheme
+    }
+
+    /// Host and optional port, where the client connects.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    /// The path without trailing slashes; empty when there is none (`http://m` or `http://m/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The URL as given.
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
+    /// The URL as given, for [`MirrorConfig::new`].
+    pub fn into_uri(self) -> http::Uri {
+        self.uri
+    }
+}
+
+impl std::str::FromStr for MirrorUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<MirrorUrl, UrlError> {
+        MirrorUrl::parse(text)
+    }
+}
+
+impl std::fmt::Display for MirrorUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
 /// The mirror side: `-u`, `-I`, `-P`, `-x`, `-U`, `-H`, `-N` and the long-only options.
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
     /// The mirror URL (`-u`), `http://` or `https://`. Its path, without trailing slashes, is
-    /// prepended to every request target.
+    /// prepended to every request target. The command line checks it with [`MirrorUrl`].
     pub url: http::Uri,
     /// Interface name or local address for outgoing connections (`-I`).
     pub interface: Option<String>,

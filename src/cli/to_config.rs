@@ -253,7 +253,7 @@ fn mirror(r: &mut Reader, t: &Times) -> Option<MirrorConfig> {
         unused_without_mirror(r);
         return None;
     };
-    let mut mc = MirrorConfig::new(url);
+    let mut mc = MirrorConfig::new(url.into_uri());
     mc.interface = r.one("mirror-interface").map(str::to_string);
     mc.local_ports = local_ports;
     let proxy_only = ["proxy-userpwd", "noproxy", "proxy-header"];

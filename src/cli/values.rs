@@ -1,7 +1,7 @@
 //! The value parsers: TIME, BYTES, integers, port ranges, log file modes, URLs, headers,
 //! capabilities. Each returns the error line the original prints (without `ERROR: `).
 
-use crate::config::{redact_userinfo, LogFile};
+use crate::config::{redact_userinfo, LogFile, MirrorUrl};
 use crate::spop::Capabilities;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -146,25 +146,10 @@ pub(super) fn parse_port_range(text: &str) -> Result<Option<(u16, u16)>, String>
     Ok((lo != 0).then_some((lo, hi)))
 }
 
-/// `-u`: an absolute `http://` or `https://` URL with a host (IPv6 literals allowed).
-pub(super) fn parse_mirror_url(text: &str) -> Result<http::Uri, String> {
-    let bad = |why: &str| format!("Unable to set URL '{}': {why}", redact_userinfo(text));
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("http" | "https") => {}
-        _ => return Err(bad("the scheme must be http:// or https://")),
-    }
-    if uri.host().map_or(true, str::is_empty) {
-        return Err(bad("no host"));
-    }
-    // The mirror engine sends no credentials of its own (the mirrored request carries the
-    // client's headers), so a `user:password@` would be silently ignored: refuse it.
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(bad("user:password@ is not supported"));
-    }
-    Ok(uri)
+/// `-u`: see [`MirrorUrl`] for the rules.
+pub(super) fn parse_mirror_url(text: &str) -> Result<MirrorUrl, String> {
+    MirrorUrl::parse(text)
+        .map_err(|e| format!("Unable to set URL '{}': {e}", redact_userinfo(text)))
 }
 
 pub(super) fn parse_proxy_url(text: &str) -> Result<http::Uri, String> {
