@@ -27,7 +27,7 @@ pub struct ListenConfig {
 
 impl ListenConfig {
     /// Every address, IPv4 (as the original).
-    pub const DEFAULT_ADDRESS: &'static str = "0.0.0.0";
+    pub(crate) const DEFAULT_ADDRESS: &'static str = "0.0.0.0";
     pub const DEFAULT_PORT: u16 = 12345;
     pub const DEFAULT_BACKLOG: u32 = 10;
 }
@@ -79,7 +79,7 @@ impl SpopConfig {
     /// A started frame must be complete within this time.
     pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bound of a payload reassembled from fragments.
-    pub const DEFAULT_MAX_REASSEMBLED_SIZE: usize = 4 * 1024 * 1024;
+    pub(crate) const DEFAULT_MAX_REASSEMBLED_SIZE: usize = 4 * 1024 * 1024;
 }
 
 impl Default for SpopConfig {
@@ -246,9 +246,9 @@ impl MirrorConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_QUEUE_SIZE: usize = 4096;
-    pub const DEFAULT_CONCURRENCY: usize = 256;
-    pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
-    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const DEFAULT_CONCURRENCY: usize = 256;
+    pub(crate) const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+    pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// The settings for mirroring to `url`, every other one at its default.
@@ -306,10 +306,10 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Run until stopped.
-    pub const DEFAULT_RUNTIME: Option<Duration> = None;
+    pub(crate) const DEFAULT_RUNTIME: Option<Duration> = None;
     pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(5);
     /// Used when neither `--log-level` nor a valid `RUST_LOG` is given.
-    pub const DEFAULT_LOG_FILTER: &'static str = "info";
+    pub(crate) const DEFAULT_LOG_FILTER: &'static str = "info";
 }
 
 impl Default for RunConfig {
@@ -340,7 +340,7 @@ pub struct LogFile {
 }
 
 /// The URL with any `user:password@` replaced, for logs and errors.
-pub fn redact_userinfo(url: &str) -> String {
+pub(crate) fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Exit code for a bad command line (`EX_USAGE`), as the original.
-pub const EXIT_USAGE: i32 = 64;
+pub(crate) const EXIT_USAGE: i32 = 64;
 /// Exit code for a failure while starting (`EX_SOFTWARE`): bind error, pidfile, log file.
 pub const EXIT_STARTUP: i32 = 70;
 
@@ -142,7 +142,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Startup succeeded: the port is bound.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         if let Some(mut p) = self.pipe.take() {
             let _ = p.write_all(&[0]);
         }
@@ -151,7 +151,7 @@ impl Readiness {
 
     /// Startup failed; `text` is printed by the waiting parent. The pidfile goes first, so
     /// that it is gone when the parent returns.
-    pub fn failed(&mut self, code: i32, text: &str) {
+    pub(crate) fn failed(&mut self, code: i32, text: &str) {
         remove_pidfile();
         if let Some(mut p) = self.pipe.take() {
             let mut report = vec![u8::try_from(code).unwrap_or(u8::MAX)];
@@ -163,7 +163,7 @@ impl Readiness {
 
 /// Sends one state line to systemd's `$NOTIFY_SOCKET`, if there is one (sd_notify(3)); a
 /// no-op otherwise.
-pub fn sd_notify(state: &str) {
+pub(crate) fn sd_notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

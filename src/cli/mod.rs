@@ -89,7 +89,7 @@ pub fn short_usage() -> String {
 }
 
 /// The version line (`-V`).
-pub fn version() -> String {
+pub(crate) fn version() -> String {
     format!("{} v{}\n", program(), env!("CARGO_PKG_VERSION"))
 }
 
@@ -110,7 +110,7 @@ pub fn command() -> Command {
 }
 
 /// The full help text (`-h`), every option with its default.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     let mut out = format!("\n{}\n", usage_lines());
     let mut section = |title: &str, original: bool| {
         out.push_str(title);
