@@ -79,7 +79,7 @@ fn remove_pidfile() {
     }
 }
 
-/// The result of [`daemonize`].
+/// The result of [`daemonize()`].
 #[derive(Debug)]
 pub enum Forked {
     /// The original process: the daemon's startup status and its error text, to print.
