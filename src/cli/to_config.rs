@@ -3,8 +3,8 @@
 //! mirror options). An option not given keeps the default of its config struct.
 
 use super::values::{
-    add_capability, parse_backend, parse_frame_size, parse_header, parse_int, parse_logfile,
-    parse_memory, parse_mirror_url, parse_port_range, parse_proxy_url, parse_time,
+    parse_backend, parse_frame_size, parse_header, parse_int, parse_logfile, parse_memory,
+    parse_mirror_url, parse_port_range, parse_proxy_url, parse_time,
 };
 use super::{usage_error, CliError};
 use crate::config::{
@@ -178,8 +178,12 @@ fn spop(r: &mut Reader, t: &Times) -> SpopConfig {
         spop.max_frame_size = v;
     }
     for c in r.all("capability") {
-        if let Err(e) = add_capability(&mut spop.capabilities, c) {
-            r.errors.push(e);
+        let caps = &mut spop.capabilities;
+        match c.to_ascii_lowercase().as_str() {
+            "fragmentation" => caps.fragmentation = true,
+            "pipelining" => caps.pipelining = true,
+            "async" => caps.r#async = true,
+            _ => r.errors.push(format!("unsupported capability '{c}'")),
         }
     }
     spop

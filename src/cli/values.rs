@@ -1,8 +1,7 @@
 //! The value parsers: TIME, BYTES, integers, port ranges, log file modes, URLs, headers,
-//! capabilities. Each returns the error line the original prints (without `ERROR: `).
+//! backends. Each returns the error line the original prints (without `ERROR: `).
 
 use crate::config::{redact_userinfo, LogFile, MirrorUrl};
-use crate::spop::Capabilities;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -200,17 +199,6 @@ pub(super) fn parse_memory(text: &str) -> Result<usize, String> {
                 "invalid --mirror-memory '{text}' (bytes with an optional K/M/G suffix, at least 64K)"
             )
         })
-}
-
-/// `-c NAME`: turns the capability on in `caps`.
-pub(super) fn add_capability(caps: &mut Capabilities, name: &str) -> Result<(), String> {
-    match name.to_ascii_lowercase().as_str() {
-        "fragmentation" => caps.fragmentation = true,
-        "pipelining" => caps.pipelining = true,
-        "async" => caps.r#async = true,
-        _ => return Err(format!("unsupported capability '{name}'")),
-    }
-    Ok(())
 }
 
 const BACKENDS: &[&str] = &[
