@@ -1,4 +1,4 @@
-//! The validated, typed configuration, one struct per component. `cli.rs` builds it from the
+//! The validated, typed configuration, one struct per component. `cli` builds it from the
 //! command line; nothing below this module sees clap types.
 
 use crate::spop::Capabilities;
@@ -25,12 +25,19 @@ pub struct ListenConfig {
     pub backlog: u32,
 }
 
+impl ListenConfig {
+    /// Every address, IPv4 (as the original).
+    pub(crate) const DEFAULT_ADDRESS: &'static str = "0.0.0.0";
+    pub const DEFAULT_PORT: u16 = 12345;
+    pub const DEFAULT_BACKLOG: u32 = 10;
+}
+
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
-            address: "0.0.0.0".into(),
-            port: 12345,
-            backlog: 10,
+            address: ListenConfig::DEFAULT_ADDRESS.into(),
+            port: ListenConfig::DEFAULT_PORT,
+            backlog: ListenConfig::DEFAULT_BACKLOG,
         }
     }
 }
@@ -69,6 +76,10 @@ impl SpopConfig {
     /// Well above what HAProxy opens: one connection per in-flight request without
     /// pipelining (3.1+), a few per thread and agent server with it.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// A started frame must be complete within this time.
+    pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Bound of a payload reassembled from fragments.
+    pub(crate) const DEFAULT_MAX_REASSEMBLED_SIZE: usize = 4 * 1024 * 1024;
 }
 
 impl Default for SpopConfig {
@@ -78,9 +89,9 @@ impl Default for SpopConfig {
             capabilities: Capabilities::default(),
             processing_delay: Duration::ZERO,
             idle_timeout: None,
-            frame_timeout: Duration::from_secs(30),
+            frame_timeout: SpopConfig::DEFAULT_FRAME_TIMEOUT,
             ack_noop: false,
-            max_reassembled_size: 4 * 1024 * 1024,
+            max_reassembled_size: SpopConfig::DEFAULT_MAX_REASSEMBLED_SIZE,
             max_connections: SpopConfig::DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -96,11 +107,115 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A mirror URL (`-u`) the engine can use as it is: `http://` or `https://`, a host, no
+/// `user:password@`, no query; its path, without trailing slashes, is the prefix put before
+/// every request target. Only [`MirrorUrl::parse`] and [`MirrorUrl::from_uri`] make one, so
+/// the command line and the engine apply the same rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorUrl {
+    uri: http::Uri,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+/// Why a mirror URL is refused; the texts are those of the `-u` error lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URI at all (the `http` crate's reason, e.g. "invalid uri character").
+    #[error("{0}")]
+    Syntax(String),
+    #[error("the scheme must be http:// or https://")]
+    Scheme,
+    #[error("no host")]
+    NoHost,
+    /// The mirror engine sends no credentials of its own (the mirrored request carries the
+    /// client's headers), and userinfo would end up in log lines.
+    #[error("user:password@ is not supported")]
+    Userinfo,
+    #[error("a query string cannot be prepended to request targets")]
+    Query,
+}
+
+impl MirrorUrl {
+    /// Parses and checks `-u`'s text.
+    pub fn parse(text: &str) -> Result<MirrorUrl, UrlError> {
+        let uri = text
+            .parse::<http::Uri>()
+            .map_err(|e| UrlError::Syntax(e.to_string()))?;
+        MirrorUrl::from_uri(&uri)
+    }
+
+    /// Checks an already parsed URI (e.g. [`MirrorConfig::url`]).
+    pub fn from_uri(uri: &http::Uri) -> Result<MirrorUrl, UrlError> {
+        let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("http") => http::uri::Scheme::HTTP,
+            Some("https") => http::uri::Scheme::HTTPS,
+            _ => return Err(UrlError::Scheme),
+        };
+        let authority = match uri.authority() {
+            Some(a) if !a.host().is_empty() => a.clone(),
+            _ => return Err(UrlError::NoHost),
+        };
+        if authority.as_str().contains('@') {
+            return Err(UrlError::Userinfo);
+        }
+        if uri.query().is_some() {
+            return Err(UrlError::Query);
+        }
+        Ok(MirrorUrl {
+            uri: uri.clone(),
+            scheme,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &http::uri::Scheme {
+        &self.scheme
+    }
+
+    /// Host and optional port, where the client connects.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    /// The path without trailing slashes; empty when there is none (`http://m` or `http://m/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The URL as given.
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
+    /// The URL as given, for [`MirrorConfig::new`].
+    pub fn into_uri(self) -> http::Uri {
+        self.uri
+    }
+}
+
+impl std::str::FromStr for MirrorUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<MirrorUrl, UrlError> {
+        MirrorUrl::parse(text)
+    }
+}
+
+impl std::fmt::Display for MirrorUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
 /// The mirror side: `-u`, `-I`, `-P`, `-x`, `-U`, `-H`, `-N` and the long-only options.
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
     /// The mirror URL (`-u`), `http://` or `https://`. Its path, without trailing slashes, is
-    /// prepended to every request target.
+    /// prepended to every request target. The command line checks it with [`MirrorUrl`].
     pub url: http::Uri,
     /// Interface name or local address for outgoing connections (`-I`).
     pub interface: Option<String>,
@@ -128,21 +243,30 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_QUEUE_SIZE: usize = 4096;
+    pub(crate) const DEFAULT_CONCURRENCY: usize = 256;
+    pub(crate) const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+    pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The settings for mirroring to `url`, every other one at its default.
     pub fn new(url: http::Uri) -> MirrorConfig {
         MirrorConfig {
             url,
             interface: None,
             local_ports: None,
             proxy: None,
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            queue_size: 4096,
-            concurrency: 256,
-            memory_budget: 64 * 1024 * 1024,
+            timeout: MirrorConfig::DEFAULT_TIMEOUT,
+            connect_timeout: MirrorConfig::DEFAULT_CONNECT_TIMEOUT,
+            queue_size: MirrorConfig::DEFAULT_QUEUE_SIZE,
+            concurrency: MirrorConfig::DEFAULT_CONCURRENCY,
+            memory_budget: MirrorConfig::DEFAULT_MEMORY_BUDGET,
             ca_file: None,
             insecure: false,
-            pool_idle_timeout: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(5),
+            pool_idle_timeout: MirrorConfig::DEFAULT_POOL_IDLE_TIMEOUT,
+            drain_timeout: MirrorConfig::DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -180,16 +304,24 @@ pub struct RunConfig {
     pub notices: Vec<String>,
 }
 
+impl RunConfig {
+    /// Run until stopped.
+    pub(crate) const DEFAULT_RUNTIME: Option<Duration> = None;
+    pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(5);
+    /// Used when neither `--log-level` nor a valid `RUST_LOG` is given.
+    pub(crate) const DEFAULT_LOG_FILTER: &'static str = "info";
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            runtime: None,
-            monitor_interval: Duration::from_secs(5),
+            runtime: RunConfig::DEFAULT_RUNTIME,
+            monitor_interval: RunConfig::DEFAULT_MONITOR_INTERVAL,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             daemonize: false,
             pidfile: None,
             logfile: None,
-            log_filter: "info".into(),
+            log_filter: RunConfig::DEFAULT_LOG_FILTER.into(),
             metrics_address: None,
             libev_backends: Vec::new(),
             notices: Vec::new(),
@@ -205,4 +337,20 @@ pub struct LogFile {
     pub truncate: bool,
     /// Flush after every line (capital mode letter).
     pub line_buffered: bool,
+}
+
+/// The URL with any `user:password@` replaced, for logs and errors.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!(
+            "{scheme}://***@{}{tail}",
+            authority.get(at + 1..).unwrap_or_default()
+        ),
+        None => url.to_string(),
+    }
 }

@@ -5,18 +5,23 @@
 //! [`mirror`] engine, which fires the request at the mirror URL without making HAProxy wait.
 //!
 //! Layout: `spop` is the pure codec; `listener` and `connection` speak it over TCP; `mirror`
-//! turns messages into HTTP requests; `cli`, `config`, `logging` and `daemon` are the process
-//! around them; `stats` holds the counters all of them update; `throttle` keeps warnings that
-//! could repeat per request or per connection to one line per interval.
+//! turns messages into HTTP requests; `stats` holds the counters all of them update;
+//! `throttle` keeps warnings that could repeat per request or per connection to one line per
+//! interval. `config` is the validated configuration every part reads; `app` runs the agent
+//! from a `Config` (bind, serve, metrics, signals, orderly stop); `process` holds what
+//! belongs to the process (exit codes, `-D`, `-F`, readiness); `logging` sets up the log.
+//! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
+//! imports `config` and `process`, and nothing in the library imports `cli`.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connection;
-pub mod daemon;
 pub mod handler;
 pub mod listener;
 pub mod logging;
 pub mod mirror;
+pub mod process;
 pub mod spop;
 pub mod stats;
 pub(crate) mod throttle;

@@ -1,17 +1,45 @@
 //! `spoa-mirror`: parse the command line, daemonize before any thread exists, write the
 //! pidfile, start logging, then run the agent on a tokio runtime with `-n` worker threads.
+//!
+//! The order: `cli` → `Config` → `process` (pidfile, log file, `-D`) → `logging` → runtime
+//! → `app::run`. Only this file uses `cli`.
 
-use spoa_mirror::cli::{self, Action, EXIT_STARTUP};
-use spoa_mirror::{daemon, logging};
+use spoa_mirror::cli::{self, Action};
+use spoa_mirror::config::{Config, RunConfig};
+use spoa_mirror::process::{self, Pidfile, Readiness, EXIT_STARTUP};
+use spoa_mirror::{app, logging};
+use std::fs::File;
 
 fn main() {
-    let mut config = match cli::parse(std::env::args_os()) {
-        Ok(Action::Run(config)) => *config,
-        Ok(Action::Help(text)) => {
-            print!("{text}");
-            std::process::exit(0)
+    let mut config = command_line();
+    absolute_paths(&mut config.run);
+    let (mut pidfile, logfile) = open_files(&config.run);
+    let ready = detach(&config.run, logfile.as_ref());
+    if let Some(p) = pidfile.as_mut() {
+        if let Err(e) = p.write_pid() {
+            startup_error(format!("unable to write PID to pidfile: {e}"));
         }
-        Ok(Action::Version(text)) => {
+    }
+    logging::init(&config.run, logfile);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.run.workers)
+        .thread_name("spoa-worker")
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| startup_error(format!("unable to start the runtime: {e}")));
+    let code = runtime.block_on(app::run(config, ready));
+    // Tasks still running (connections that ignored the disconnect) are abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(pidfile);
+    process::exit(code)
+}
+
+/// The config to run with; `-h`, `-V` and a bad command line end the process here.
+fn command_line() -> Config {
+    match cli::parse(std::env::args_os()) {
+        Ok(Action::Run(config)) => *config,
+        Ok(Action::Help(text) | Action::Version(text)) => {
             print!("{text}");
             std::process::exit(0)
         }
@@ -20,14 +48,16 @@ fn main() {
             print!("{}", cli::short_usage());
             std::process::exit(e.code)
         }
-    };
-    let startup_error = |text: String| -> ! {
-        eprintln!("ERROR: {text}");
-        daemon::exit(EXIT_STARTUP)
-    };
+    }
+}
 
-    // -D changes the working directory to /: make the paths absolute first.
-    let run = &mut config.run;
+fn startup_error(text: String) -> ! {
+    eprintln!("ERROR: {text}");
+    process::exit(EXIT_STARTUP)
+}
+
+/// -D changes the working directory to /: make the paths absolute first.
+fn absolute_paths(run: &mut RunConfig) {
     for path in run
         .pidfile
         .iter_mut()
@@ -37,9 +67,12 @@ fn main() {
             *path = abs;
         }
     }
-    // Both files are opened here, before forking, so that their errors reach the terminal.
-    let mut pidfile = run.pidfile.as_deref().map(|p| {
-        daemon::Pidfile::create(p).unwrap_or_else(|e| {
+}
+
+/// Both files are opened here, before forking, so that their errors reach the terminal.
+fn open_files(run: &RunConfig) -> (Option<Pidfile>, Option<File>) {
+    let pidfile = run.pidfile.as_deref().map(|p| {
+        Pidfile::create(p).unwrap_or_else(|e| {
             startup_error(format!("unable to create pidfile '{}': {e}", p.display()))
         })
     });
@@ -51,44 +84,27 @@ fn main() {
             ))
         })
     });
+    (pidfile, logfile)
+}
 
+/// With `-D`, forks into the background; the original process exits here with the daemon's
+/// startup status and leaves its pidfile alone.
+fn detach(run: &RunConfig, logfile: Option<&File>) -> Readiness {
+    if !run.daemonize {
+        return Readiness::default();
+    }
     // Logged at startup too, but a daemon's log may be a file nobody looks at yet.
-    if run.daemonize {
-        for n in &run.notices {
-            eprintln!("WARNING: {n}");
-        }
+    for n in &run.notices {
+        eprintln!("WARNING: {n}");
     }
-    let ready = if run.daemonize {
-        match daemon::daemonize(logfile.as_ref()) {
-            // The original process: report the daemon's startup and leave its pidfile alone.
-            Ok(daemon::Forked::Parent(code, text)) => {
-                if !text.is_empty() {
-                    eprintln!("{text}");
-                }
-                std::process::exit(code)
+    match process::daemonize(logfile) {
+        Ok(process::Forked::Parent(code, text)) => {
+            if !text.is_empty() {
+                eprintln!("{text}");
             }
-            Ok(daemon::Forked::Daemon(ready)) => ready,
-            Err(e) => startup_error(format!("unable to daemonize: {e}")),
+            std::process::exit(code)
         }
-    } else {
-        daemon::Readiness::default()
-    };
-    if let Some(p) = pidfile.as_mut() {
-        if let Err(e) = p.write_pid() {
-            startup_error(format!("unable to write PID to pidfile: {e}"));
-        }
+        Ok(process::Forked::Daemon(ready)) => ready,
+        Err(e) => startup_error(format!("unable to daemonize: {e}")),
     }
-    logging::init(run, logfile);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(run.workers)
-        .thread_name("spoa-worker")
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| startup_error(format!("unable to start the runtime: {e}")));
-    let code = runtime.block_on(daemon::run(config, ready));
-    // Tasks still running (connections that ignored the disconnect) are abandoned.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    drop(pidfile);
-    daemon::exit(code)
 }

@@ -4,7 +4,9 @@
 //! streams. Also keeps the committed man page in step with the clap definition.
 
 use spoa_mirror::cli::{self, Action, CliError};
-use spoa_mirror::config::Config;
+use spoa_mirror::config::{
+    Config, ListenConfig, MirrorConfig, MirrorUrl, RunConfig, SpopConfig, UrlError,
+};
 use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
@@ -190,10 +192,7 @@ fn defaults() {
     assert_eq!(c.listen.address, "0.0.0.0");
     assert_eq!(c.listen.port, 12345);
     assert_eq!(c.listen.backlog, 10);
-    assert_eq!(
-        c.spop.max_frame_size,
-        spoa_mirror::config::SpopConfig::DEFAULT_MAX_FRAME_SIZE
-    );
+    assert_eq!(c.spop.max_frame_size, SpopConfig::DEFAULT_MAX_FRAME_SIZE);
     assert_eq!(c.spop.capabilities.to_list(), "");
     assert_eq!(c.spop.processing_delay, Duration::ZERO);
     assert_eq!(c.spop.idle_timeout, None);
@@ -348,6 +347,17 @@ const BAD: &[(&[&str], &[&str])] = &[
     (&["-u", "localhost:8080"], &["ERROR: Unable to set URL 'localhost:8080': the scheme must be http:// or https://"]),
     (&["-u", "http://u:pw@h/"], &["ERROR: Unable to set URL 'http://***@h/': user:password@ is not supported"]),
     (&["-u", "http://u:pw@h/a b"], &["ERROR: Unable to set URL 'http://***@h/a b': invalid uri character"]),
+    // Every mirror-URL rule of the engine is checked here (exit 64, not 70 at startup).
+    (&["-u", "http://m/?q"], &["ERROR: Unable to set URL 'http://m/?q': a query string cannot be prepended to request targets"]),
+    (&["-u", "http://m?q"], &["ERROR: Unable to set URL 'http://m?q': a query string cannot be prepended to request targets"]),
+    (&["-u", "http://m/pre/?"], &["ERROR: Unable to set URL 'http://m/pre/?': a query string cannot be prepended to request targets"]),
+    (&["-u", "https://u@m/"], &["ERROR: Unable to set URL 'https://***@m/': user:password@ is not supported"]),
+    (&["-u", "http://:80/"], &["ERROR: Unable to set URL 'http://:80/': no host"]),
+    (&["-u", "http:///x"], &["ERROR: Unable to set URL 'http:///x': invalid format"]),
+    (&["-u", "http://"], &["ERROR: Unable to set URL 'http://': empty string"]),
+    (&["-u", ""], &["ERROR: Unable to set URL '': empty string"]),
+    (&["-u", "/pre"], &["ERROR: Unable to set URL '/pre': the scheme must be http:// or https://"]),
+    (&["-u", "ws://m/"], &["ERROR: Unable to set URL 'ws://m/': the scheme must be http:// or https://"]),
     // Validated at parse time here (the original only when opening the file, exit 255).
     (&["-r0", "-l", "x:foo"], &["ERROR: invalid logfile mode 'x'"]),
     (&["-l", "a:"], &["ERROR: logfile name not defined"]),
@@ -420,6 +430,49 @@ fn help_and_version() {
     ] {
         assert!(help.contains(default), "{default} missing from -h");
     }
+    // The defaults shown are the config's own.
+    let shown = |d: Duration| format!("(default: {}).", humantime::format_duration(d));
+    for (option, default) in [
+        ("--frame-timeout", shown(SpopConfig::DEFAULT_FRAME_TIMEOUT)),
+        (
+            "--monitor-interval",
+            shown(RunConfig::DEFAULT_MONITOR_INTERVAL),
+        ),
+        ("--mirror-timeout", shown(MirrorConfig::DEFAULT_TIMEOUT)),
+        (
+            "--mirror-connect-timeout",
+            shown(MirrorConfig::DEFAULT_CONNECT_TIMEOUT),
+        ),
+        (
+            "--drain-timeout",
+            shown(MirrorConfig::DEFAULT_DRAIN_TIMEOUT),
+        ),
+        (
+            "--port",
+            format!("(default: {}).", ListenConfig::DEFAULT_PORT),
+        ),
+        (
+            "--connection-backlog",
+            format!("(default: {}).", ListenConfig::DEFAULT_BACKLOG),
+        ),
+        (
+            "--mirror-queue",
+            format!("(default: {}).", MirrorConfig::DEFAULT_QUEUE_SIZE),
+        ),
+        (
+            "--max-connections",
+            format!("(default: {}).", SpopConfig::DEFAULT_MAX_CONNECTIONS),
+        ),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.contains(&format!("{option}=")))
+            .unwrap_or_else(|| panic!("{option} missing from -h"));
+        assert!(
+            line.ends_with(&default),
+            "{line:?} should end with {default:?}"
+        );
+    }
     // -h wins over -V, and over bad values (nothing is validated with -h).
     assert!(matches!(parse(&["-V", "-h"]), Ok(Action::Help(_))));
     assert!(matches!(parse(&["-h", "-m", "10"]), Ok(Action::Help(_))));
@@ -428,6 +481,27 @@ fn help_and_version() {
     };
     assert_eq!(v, format!("spoa-mirror v{}\n", env!("CARGO_PKG_VERSION")));
     assert!(matches!(parse(&["--vers"]), Ok(Action::Version(_))));
+}
+
+#[test]
+fn mirror_url_parts() {
+    let u = MirrorUrl::parse("HTTPS://m.example:8443/pre//").unwrap();
+    assert_eq!(u.scheme(), &http::uri::Scheme::HTTPS);
+    assert_eq!(u.authority().as_str(), "m.example:8443");
+    assert_eq!(u.prefix(), "/pre");
+    assert_eq!(MirrorUrl::from_uri(u.uri()), Ok(u.clone()));
+    for (text, prefix) in [
+        ("http://m", ""),
+        ("http://m/", ""),
+        ("http://[::1]:9000/a/b/", "/a/b"),
+    ] {
+        assert_eq!(MirrorUrl::parse(text).unwrap().prefix(), prefix, "{text}");
+    }
+    // The -u value reaches the config as given.
+    let c = config(&["-u", "http://m:81/pre/"]);
+    assert_eq!(c.mirror.unwrap().url.to_string(), "http://m:81/pre/");
+    assert_eq!(MirrorUrl::parse("http://m/?q"), Err(UrlError::Query));
+    assert_eq!(MirrorUrl::parse("ftp://m/"), Err(UrlError::Scheme));
 }
 
 /// Runs the binary with a deadline (none of these start the agent).
@@ -456,6 +530,14 @@ fn binary_exit_codes_and_streams() {
         "{stdout}"
     );
     assert!(stdout.contains("For help type: spoa-mirror -h"), "{stdout}");
+
+    // A mirror URL the engine would refuse is a command-line error.
+    let (code, _, stderr) = run(&["-u", "http://m/?q", "-p", "1"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.starts_with("ERROR: Unable to set URL 'http://m/?q'"),
+        "{stderr}"
+    );
 
     let (code, stdout, stderr) = run(&["-x"]);
     assert_eq!(

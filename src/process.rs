@@ -1,6 +1,6 @@
-//! The process around the agent, before the tokio runtime exists: the `-F` pidfile, `-D`
-//! daemonizing, and telling whoever started us (the `-D` parent, systemd) that startup is
-//! over and how it went.
+//! The process around the agent, before the tokio runtime exists: the exit codes, the `-F`
+//! pidfile, `-D` daemonizing, and telling whoever started us (the `-D` parent, systemd) that
+//! startup is over and how it went.
 //!
 //! `-D` forks twice (the `daemonize` crate); the original parent waits on a pipe until the
 //! daemon has bound its port and exits with the daemon's startup status, so `spoa-mirror -D`
@@ -14,6 +14,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Exit code for a bad command line (`EX_USAGE`), as the original.
+pub(crate) const EXIT_USAGE: i32 = 64;
+/// Exit code for a failure while starting (`EX_SOFTWARE`): bind error, pidfile, log file.
+pub const EXIT_STARTUP: i32 = 70;
 
 /// The pidfile this process owns, removed by [`exit`].
 static OWNED_PIDFILE: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -74,7 +79,7 @@ fn remove_pidfile() {
     }
 }
 
-/// The result of [`daemonize`].
+/// The result of [`daemonize()`].
 #[derive(Debug)]
 pub enum Forked {
     /// The original process: the daemon's startup status and its error text, to print.
@@ -110,7 +115,7 @@ pub fn daemonize(log: Option<&File>) -> std::io::Result<Forked> {
                     Forked::Parent(i32::from(code), String::from_utf8_lossy(text).into_owned())
                 }
                 None => Forked::Parent(
-                    crate::cli::EXIT_STARTUP,
+                    EXIT_STARTUP,
                     "ERROR: the daemon exited during startup".into(),
                 ),
             })
@@ -123,8 +128,8 @@ pub fn daemonize(log: Option<&File>) -> std::io::Result<Forked> {
         daemonize::Outcome::Child(Err(e)) => {
             let mut ready = Readiness { pipe: Some(writer) };
             let text = format!("ERROR: unable to daemonize: {e}");
-            ready.failed(crate::cli::EXIT_STARTUP, &text);
-            exit(crate::cli::EXIT_STARTUP)
+            ready.failed(EXIT_STARTUP, &text);
+            exit(EXIT_STARTUP)
         }
     }
 }
@@ -137,7 +142,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Startup succeeded: the port is bound.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         if let Some(mut p) = self.pipe.take() {
             let _ = p.write_all(&[0]);
         }
@@ -146,7 +151,7 @@ impl Readiness {
 
     /// Startup failed; `text` is printed by the waiting parent. The pidfile goes first, so
     /// that it is gone when the parent returns.
-    pub fn failed(&mut self, code: i32, text: &str) {
+    pub(crate) fn failed(&mut self, code: i32, text: &str) {
         remove_pidfile();
         if let Some(mut p) = self.pipe.take() {
             let mut report = vec![u8::try_from(code).unwrap_or(u8::MAX)];
@@ -158,7 +163,7 @@ impl Readiness {
 
 /// Sends one state line to systemd's `$NOTIFY_SOCKET`, if there is one (sd_notify(3)); a
 /// no-op otherwise.
-pub fn sd_notify(state: &str) {
+pub(crate) fn sd_notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

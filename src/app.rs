@@ -4,15 +4,12 @@
 //! AGENT-DISCONNECT (status 0) on every SPOP connection, let in-flight mirror requests finish
 //! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
 
-mod process;
-
-pub use process::{daemonize, exit, sd_notify, Forked, Pidfile, Readiness};
-
-use crate::cli::{redact_userinfo, EXIT_STARTUP};
-use crate::config::Config;
+use crate::config::{redact_userinfo, Config};
 use crate::handler::{Discard, NotifyHandler};
 use crate::mirror::Mirror;
+use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
 use crate::stats::Stats;
+use humantime::format_duration;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -22,61 +19,12 @@ use tracing::{error, info, warn};
 /// Runs the agent until stopped; returns the exit code. `ready` is told once the ports are
 /// bound (or why they could not be).
 pub async fn run(config: Config, mut ready: Readiness) -> i32 {
-    // A startup failure is logged, and also shown where the operator looks: the `-D`
-    // parent prints it; in the foreground with `-l`, stderr gets it too.
-    let echo = config.run.logfile.is_some() && !config.run.daemonize;
-    let fail = |ready: &mut Readiness, text: String| {
-        error!("{text}");
-        if echo {
-            eprintln!("ERROR: {text}");
-        }
-        ready.failed(EXIT_STARTUP, &format!("ERROR: {text}"));
-        EXIT_STARTUP
-    };
-    // SIGPIPE would kill the process on a write to a closed socket; std ignores it already,
-    // say so explicitly since the original does too.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let mut signals = match Signals::new() {
+    let started = match start(&config).await {
         Ok(s) => s,
-        Err(e) => return fail(&mut ready, format!("cannot install signal handlers: {e}")),
+        Err(text) => return startup_failed(&config, &mut ready, &text),
     };
-
-    let listener = match crate::listener::bind(&config.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            let mut text = format!(
-                "cannot listen on {}:{}: {e}",
-                config.listen.address, config.listen.port
-            );
-            if e.kind() == std::io::ErrorKind::AddrInUse && under_haproxy_master() {
-                text.push_str(
-                    " (started by HAProxy: with `option start-on-reload`, the default, the agent \
-                     started before the reload still serves; add `no option start-on-reload` to \
-                     the program section)",
-                );
-            }
-            return fail(&mut ready, text);
-        }
-    };
-    let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-
-    let metrics = match config.run.metrics_address {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => return fail(&mut ready, format!("cannot serve metrics on {addr}: {e}")),
-        },
-        None => None,
-    };
-
-    let (handler, mirror) = match mirror_handler(&config, &stats) {
-        Ok(h) => h,
-        Err(text) => return fail(&mut ready, text),
-    };
-
-    log_settings(&config, listener.local_addr().ok());
-    if let Some(l) = &metrics {
+    log_settings(&config, started.listener.local_addr().ok());
+    if let Some(l) = &started.metrics {
         if let Ok(a) = l.local_addr() {
             info!("metrics: serving http://{a}/metrics");
         }
@@ -86,6 +34,15 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     }
     ready.ready();
 
+    let Started {
+        mut signals,
+        listener,
+        metrics,
+        handler,
+        mirror,
+        stats,
+    } = started;
+    let shutdown = CancellationToken::new();
     if let Some(l) = metrics {
         tokio::spawn(crate::stats::serve_metrics(
             l,
@@ -113,6 +70,87 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         },
         None => signals.next().await,
     };
+    stop(reason, signals, shutdown, serve, mirror, &config).await;
+    info!("final counters: {}", crate::stats::monitor_line(&stats));
+    info!("stopped");
+    0
+}
+
+/// What startup made, before anything runs.
+struct Started {
+    signals: Signals,
+    listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+    handler: Arc<dyn NotifyHandler>,
+    mirror: Option<Mirror>,
+    stats: Arc<Stats>,
+}
+
+/// Installs the signal handlers, binds the SPOP and metrics ports and builds the mirror
+/// engine; the error is the text to report.
+async fn start(config: &Config) -> Result<Started, String> {
+    // SIGPIPE would kill the process on a write to a closed socket; std ignores it already,
+    // say so explicitly since the original does too.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let listener = crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?;
+    let stats = Arc::new(Stats::default());
+    let metrics = match config.run.metrics_address {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let (handler, mirror) = mirror_handler(config, &stats)?;
+    Ok(Started {
+        signals,
+        listener,
+        metrics,
+        handler,
+        mirror,
+        stats,
+    })
+}
+
+fn bind_error(config: &Config, e: &std::io::Error) -> String {
+    let mut text = format!(
+        "cannot listen on {}:{}: {e}",
+        config.listen.address, config.listen.port
+    );
+    if e.kind() == std::io::ErrorKind::AddrInUse && under_haproxy_master() {
+        text.push_str(
+            " (started by HAProxy: with `option start-on-reload`, the default, the agent \
+             started before the reload still serves; add `no option start-on-reload` to \
+             the program section)",
+        );
+    }
+    text
+}
+
+/// A startup failure is logged, and also shown where the operator looks: the `-D` parent
+/// prints it; in the foreground with `-l`, stderr gets it too.
+fn startup_failed(config: &Config, ready: &mut Readiness, text: &str) -> i32 {
+    error!("{text}");
+    if config.run.logfile.is_some() && !config.run.daemonize {
+        eprintln!("ERROR: {text}");
+    }
+    ready.failed(EXIT_STARTUP, &format!("ERROR: {text}"));
+    EXIT_STARTUP
+}
+
+/// The orderly stop: close the SPOP connections, then let the mirror drain. A second signal
+/// meanwhile exits at once.
+async fn stop(
+    reason: &str,
+    mut signals: Signals,
+    shutdown: CancellationToken,
+    serve: tokio::task::JoinHandle<()>,
+    mirror: Option<Mirror>,
+    config: &Config,
+) {
     info!("stopping ({reason}): closing SPOP connections");
     sd_notify("STOPPING=1");
     tokio::spawn(async move {
@@ -120,19 +158,15 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         warn!("{again} during shutdown: exiting now");
         exit(0);
     });
-
     shutdown.cancel();
     let _ = serve.await;
     if let Some(m) = mirror {
         info!(
-            "waiting up to {:?} for in-flight mirror requests",
-            drain_timeout(&config)
+            "waiting up to {} for in-flight mirror requests",
+            format_duration(drain_timeout(config))
         );
-        m.shutdown(drain_timeout(&config)).await;
+        m.shutdown(drain_timeout(config)).await;
     }
-    info!("final counters: {}", crate::stats::monitor_line(&stats));
-    info!("stopped");
-    0
 }
 
 fn drain_timeout(config: &Config) -> Duration {
@@ -167,14 +201,14 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
         None => "none (ACK only)".to_string(),
         Some(m) => {
             let mut s = format!(
-                "{} (timeout {:?}, connect {:?}, queue {}, concurrency {}, memory {} bytes, drain {:?}",
+                "{} (timeout {}, connect {}, queue {}, concurrency {}, memory {} bytes, drain {}",
                 redact_userinfo(&m.url.to_string()),
-                m.timeout,
-                m.connect_timeout,
+                format_duration(m.timeout),
+                format_duration(m.connect_timeout),
                 m.queue_size,
                 m.concurrency,
                 m.memory_budget,
-                m.drain_timeout
+                format_duration(m.drain_timeout)
             );
             if let Some(i) = &m.interface {
                 s.push_str(&format!(", interface {i}"));
@@ -197,15 +231,15 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
     };
     info!(
         "spoa-mirror v{} pid {}: listening on {listen} (backlog {}), max-frame-size {}, capabilities [{caps}], \
-         processing delay {:?}, idle timeout {}, mirror {mirror}, runtime {}, monitor every {:?}, {} worker threads, log filter '{}'",
+         processing delay {}, idle timeout {}, mirror {mirror}, runtime {}, monitor every {}, {} worker threads, log filter '{}'",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         c.listen.backlog,
         c.spop.max_frame_size,
-        c.spop.processing_delay,
-        c.spop.idle_timeout.map_or("off".to_string(), |d| format!("{d:?}")),
-        c.run.runtime.map_or("unlimited".to_string(), |d| format!("{d:?}")),
-        c.run.monitor_interval,
+        format_duration(c.spop.processing_delay),
+        c.spop.idle_timeout.map_or("off".to_string(), |d| format_duration(d).to_string()),
+        c.run.runtime.map_or("unlimited".to_string(), |d| format_duration(d).to_string()),
+        format_duration(c.run.monitor_interval),
         c.run.workers,
         c.run.log_filter,
     );
