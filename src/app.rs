@@ -5,7 +5,7 @@
 //! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
 
 use crate::config::{redact_userinfo, Config};
-use crate::handler::{Discard, NotifyHandler};
+use crate::handler::{Discard, NotifyHandler, Router};
 use crate::mirror::Mirror;
 use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
 use crate::stats::Stats;
@@ -178,14 +178,20 @@ fn drain_timeout(config: &Config) -> Duration {
 
 type Handlers = (Arc<dyn NotifyHandler>, Option<Mirror>);
 
-/// The handler for NOTIFYs: the mirror engine with `-u`, else one that ACKs and forgets.
+/// The handler for NOTIFYs: a router whose default route is the mirror engine with `-u`
+/// (every message name, as the original), else one that ACKs and forgets. Another kind of
+/// message (a response, for shadow comparison) is one more `route`.
 fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, String> {
     match &config.mirror {
-        None => Ok((Arc::new(Discard), None)),
+        None => Ok((
+            Arc::new(Router::new().default_route(Arc::new(Discard))),
+            None,
+        )),
         Some(cfg) => {
             let mirror = Mirror::new(cfg.clone(), Arc::clone(stats))
                 .map_err(|e| format!("cannot start mirroring: {e}"))?;
-            Ok((Arc::new(mirror.clone()), Some(mirror)))
+            let router = Router::new().default_route(Arc::new(mirror.clone()));
+            Ok((Arc::new(router), Some(mirror)))
         }
     }
 }

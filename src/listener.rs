@@ -121,7 +121,10 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: wait a little instead of spinning; the connections
                 // already open keep being served meanwhile.
-                error!("failed to accept a connection: {e}; retrying in {backoff:?}");
+                error!(
+                    "failed to accept a connection: {e}; retrying in {}",
+                    humantime::format_duration(backoff)
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -141,8 +144,9 @@ pub async fn serve(
         .is_err()
     {
         info!(
-            "{} SPOP connection(s) still open after {CLOSE_DEADLINE:?}; leaving them",
-            tracker.len()
+            "{} SPOP connection(s) still open after {}; leaving them",
+            tracker.len(),
+            humantime::format_duration(CLOSE_DEADLINE)
         );
     }
 }

@@ -64,8 +64,9 @@ pub fn open_logfile(log: &LogFile) -> std::io::Result<File> {
 /// Installs the global subscriber. `file` is the opened `-l` file, if any. Call it after
 /// daemonizing: the background writer is a thread, and threads do not survive `fork`.
 pub fn init(run: &RunConfig, file: Option<File>) {
-    // cli.rs has validated the filter; the fallback only guards against a changed default.
-    let filter = EnvFilter::try_new(&run.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The CLI has validated the filter; the fallback only guards against a changed default.
+    let filter = EnvFilter::try_new(&run.log_filter)
+        .unwrap_or_else(|_| EnvFilter::new(RunConfig::DEFAULT_LOG_FILTER));
     let line_buffered = run.logfile.as_ref().is_some_and(|l| l.line_buffered);
     let (writer, guard, ansi) = match file {
         Some(f) => {

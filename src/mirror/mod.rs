@@ -25,7 +25,7 @@ pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
 pub use request::build as build_request;
 pub use request::Base;
 
-use crate::config::MirrorConfig;
+use crate::config::{MirrorConfig, UrlError};
 use crate::handler::{Context, MessageHandler};
 use crate::spop::Message;
 use crate::stats::{inc, Stats};
@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid mirror URL: {0}")]
-    Url(&'static str),
+    Url(UrlError),
     #[error("invalid proxy: {0}")]
     Proxy(&'static str),
     #[error("TLS setup failed: {0}")]

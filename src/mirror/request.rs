@@ -7,6 +7,7 @@
 
 use super::message::MirrorRequest;
 use super::Error;
+use crate::config::MirrorUrl;
 use bytes::{Bytes, BytesMut};
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -23,27 +24,14 @@ pub struct Base {
 }
 
 impl Base {
+    /// The mirror URL's parts, with the same rules as `-u` ([`MirrorUrl`]): one check for
+    /// the command line and the engine.
     pub fn from_uri(url: &Uri) -> Result<Base, Error> {
-        let scheme = match url.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
-            _ => return Err(Error::Url("the scheme must be http:// or https://")),
-        };
-        let authority = url.authority().ok_or(Error::Url("no host"))?.clone();
-        // Userinfo would end up in log lines and means nothing to the mirror.
-        if authority.as_str().contains('@') {
-            return Err(Error::Url("userinfo (user:password@) is not supported"));
-        }
-        if url.query().is_some() {
-            return Err(Error::Url(
-                "a query string cannot be prepended to request targets",
-            ));
-        }
-        let prefix = url.path().trim_end_matches('/').to_owned();
+        let url = MirrorUrl::from_uri(url).map_err(Error::Url)?;
         Ok(Base {
-            scheme,
-            authority,
-            prefix,
+            scheme: url.scheme().clone(),
+            authority: url.authority().clone(),
+            prefix: url.prefix().to_owned(),
         })
     }
 

@@ -70,7 +70,7 @@ impl Target {
         let base = Base::from_uri(&cfg.url)?;
         let built = client::build(cfg, Arc::clone(&stats))?;
         tracing::info!(
-            "mirroring to {}://{}{} via {}: queue {}, concurrency {}, memory budget {} bytes, timeout {:?}",
+            "mirroring to {}://{}{} via {}: queue {}, concurrency {}, memory budget {} bytes, timeout {}",
             base.scheme,
             base.authority,
             base.prefix,
@@ -78,7 +78,7 @@ impl Target {
             cfg.queue_size,
             cfg.concurrency,
             cfg.memory_budget,
-            cfg.timeout,
+            humantime::format_duration(cfg.timeout),
         );
         let endpoint = Endpoint {
             base,
