@@ -110,6 +110,7 @@ mod tests {
             headers,
             has_host,
             body: Bytes::new(),
+            src: None,
         }
     }
 

@@ -6,6 +6,7 @@ use crate::mirror::headers::{self, HeaderList};
 use crate::spop::{Message, TypedData};
 use bytes::Bytes;
 use http::Version;
+use std::net::IpAddr;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
@@ -14,6 +15,8 @@ pub(super) enum Role {
     Version,
     Headers,
     Body,
+    /// The client address (optional): sticky sampling and forwarding headers.
+    Src,
 }
 
 impl Role {
@@ -33,6 +36,8 @@ impl Role {
             (b"headers", Role::Headers),
             (b"arg_body", Role::Body),
             (b"body", Role::Body),
+            (b"arg_src", Role::Src),
+            (b"src", Role::Src),
         ];
         NAMES
             .iter()
@@ -47,6 +52,7 @@ impl Role {
             Role::Version => "version",
             Role::Headers => "headers",
             Role::Body => "body",
+            Role::Src => "src",
         }
     }
 }
@@ -59,6 +65,7 @@ pub(super) struct Args<'a> {
     version: Option<&'a TypedData>,
     headers: Option<&'a TypedData>,
     body: Option<&'a TypedData>,
+    src: Option<&'a TypedData>,
 }
 
 pub(super) fn match_args<'a>(message: &'a Message, notes: &mut Notes) -> Args<'a> {
@@ -73,6 +80,7 @@ pub(super) fn match_args<'a>(message: &'a Message, notes: &mut Notes) -> Args<'a
             Role::Version => &mut args.version,
             Role::Headers => &mut args.headers,
             Role::Body => &mut args.body,
+            Role::Src => &mut args.src,
         };
         if slot.is_some() {
             notes.duplicate.get_or_insert(role.label());
@@ -125,6 +133,21 @@ impl Args<'_> {
     }
 }
 
+impl Args<'_> {
+    /// The client address: IPv4/IPv6 typed data (`src`), or its text. Optional: missing,
+    /// NULL or anything else is no address, never an invalid message.
+    pub(super) fn src(&self) -> Option<IpAddr> {
+        match self.src? {
+            TypedData::Ipv4(a) => Some(IpAddr::V4(*a)),
+            TypedData::Ipv6(a) => Some(IpAddr::V6(*a)),
+            TypedData::String(b) | TypedData::Binary(b) => {
+                std::str::from_utf8(b).ok()?.trim().parse().ok()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `1.0` stays HTTP/1.0; everything else (1.1, 2.0, 3.0, unknown) goes out as HTTP/1.1.
 fn parse_version(v: &[u8]) -> Version {
     let v = v.strip_prefix(b"HTTP/").unwrap_or(v);
@@ -165,6 +188,36 @@ mod tests {
             );
             assert_eq!(&r.body[..], b"abc");
         }
+    }
+
+    #[test]
+    fn src_argument() {
+        let with = |v: TypedData| {
+            let m = msg(
+                "mirror",
+                vec![
+                    ("arg_method", s(b"GET")),
+                    ("arg_path", s(b"/")),
+                    ("arg_src", v),
+                ],
+            );
+            parse_ok(&m).src
+        };
+        assert_eq!(
+            with(TypedData::Ipv4([10, 0, 0, 1].into())),
+            Some([10, 0, 0, 1].into())
+        );
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(with(TypedData::Ipv6(v6)), Some(v6.into()));
+        assert_eq!(with(s(b"192.0.2.7")), Some([192, 0, 2, 7].into()));
+        assert_eq!(with(s(b"not an ip")), None);
+        assert_eq!(with(TypedData::Null), None);
+        assert_eq!(with(TypedData::Uint32(7)), None);
+        let m = msg(
+            "mirror",
+            vec![("arg_method", s(b"GET")), ("arg_path", s(b"/"))],
+        );
+        assert_eq!(parse_ok(&m).src, None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | version | `arg_ver` `ver` `version`          | STRING / BINARY (missing: 1.1)          |
 //! | headers | `arg_hdrs` `hdrs` `headers`        | BINARY = `req.hdrs_bin`, STRING = `req.hdrs` |
 //! | body    | `arg_body` `body`                  | BINARY / STRING (missing or NULL: empty) |
+//! | src     | `arg_src` `src`                    | IPV4 / IPV6 / STRING (optional)         |
 //!
 //! A message without method and target is not a mirror message and is ignored. NULL means
 //! HAProxy's fetch failed.
@@ -34,6 +35,7 @@ use args::Role;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Version};
+use std::net::IpAddr;
 
 /// The client's request, validated, ready to be sent to any mirror target.
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct MirrorRequest {
     pub headers: HeaderList,
     pub has_host: bool,
     pub body: Bytes,
+    /// The client address, from an optional `src` / `arg_src` argument (IPv4, IPv6, or text).
+    pub src: Option<IpAddr>,
 }
 
 impl MirrorRequest {
@@ -139,6 +143,7 @@ pub fn parse(message: &Message, notes: &mut Notes) -> Result<MirrorRequest, Skip
         headers,
         has_host,
         body,
+        src: args.src(),
     })
 }
 
