@@ -3,6 +3,9 @@
 //! Stop (SIGTERM, SIGINT, SIGHUP, SIGUSR1, or `-r` expiry): stop accepting, send
 //! AGENT-DISCONNECT (status 0) on every SPOP connection, let in-flight mirror requests finish
 //! up to `--drain-timeout`, exit 0. A second signal during that exits at once.
+//!
+//! With `--config`, SIGHUP is no stop: it re-reads the file, and puts it in force if it is
+//! valid (else the running configuration stays, and the failure is logged and counted).
 
 use crate::config::{redact_userinfo, Config};
 use crate::handler::{Discard, NotifyHandler, Router};
@@ -63,17 +66,61 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         shutdown.clone(),
     ));
 
-    let reason = match config.run.runtime {
-        Some(t) => tokio::select! {
-            s = signals.next() => s,
-            _ = tokio::time::sleep(t) => "runtime exceeded",
-        },
-        None => signals.next().await,
+    signals.hup_reloads = config.config_file.is_some();
+    let deadline = config.run.runtime.map(|t| tokio::time::Instant::now() + t);
+    let reason = loop {
+        let next = match deadline {
+            Some(at) => tokio::select! {
+                s = signals.next() => s,
+                _ = tokio::time::sleep_until(at) => Next::Stop("runtime exceeded"),
+            },
+            None => signals.next().await,
+        };
+        match next {
+            Next::Stop(reason) => break reason,
+            Next::Reload => reload(&config, mirror.as_ref(), &stats),
+        }
     };
     stop(reason, signals, shutdown, serve, mirror, &config).await;
     info!("final counters: {}", crate::stats::monitor_line(&stats));
     info!("stopped");
     0
+}
+
+/// SIGHUP with `--config`: re-read, check, swap; a bad file changes nothing.
+fn reload(config: &Config, mirror: Option<&Mirror>, stats: &Stats) {
+    let Some(path) = &config.config_file else {
+        return;
+    };
+    let loaded = crate::cli::file::load(path, &config.target_defaults)
+        .and_then(|file| crate::cli::file::combine(config.mirror.as_ref(), file));
+    let result = match (loaded, mirror) {
+        (Err(e), _) => Err(e),
+        (Ok(targets), Some(m)) => {
+            let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+            m.reload(targets)
+                .map(|()| names)
+                .map_err(|e| format!("cannot start mirroring: {e}"))
+        }
+        (Ok(targets), None) if targets.is_empty() => Ok(Vec::new()),
+        (Ok(_), None) => {
+            Err("the agent started without mirror targets; restart it to add some".to_string())
+        }
+    };
+    match result {
+        Ok(names) => {
+            crate::stats::inc(&stats.config_reloads_total);
+            info!(
+                "SIGHUP: {} reloaded, targets: [{}]",
+                path.display(),
+                names.join(", ")
+            );
+        }
+        Err(e) => {
+            crate::stats::inc(&stats.config_reload_failed_total);
+            error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+        }
+    }
 }
 
 /// What startup made, before anything runs.
@@ -153,8 +200,12 @@ async fn stop(
 ) {
     info!("stopping ({reason}): closing SPOP connections");
     sd_notify("STOPPING=1");
+    signals.hup_reloads = false;
     tokio::spawn(async move {
-        let again = signals.next().await;
+        let again = match signals.next().await {
+            Next::Stop(name) => name,
+            Next::Reload => "SIGHUP",
+        };
         warn!("{again} during shutdown: exiting now");
         exit(0);
     });
@@ -170,25 +221,22 @@ async fn stop(
 }
 
 fn drain_timeout(config: &Config) -> Duration {
-    config
-        .mirror
-        .as_ref()
-        .map_or(Duration::ZERO, |m| m.drain_timeout)
+    config.target_defaults.drain_timeout
 }
 
 type Handlers = (Arc<dyn NotifyHandler>, Option<Mirror>);
 
-/// The handler for NOTIFYs: a router whose default route is the mirror engine with `-u`
-/// (every message name, as the original), else one that ACKs and forgets. Another kind of
-/// message (a response, for shadow comparison) is one more `route`.
+/// The handler for NOTIFYs: a router whose default route is the mirror engine with its
+/// targets (`-u`, `--config`; every message name, as the original), else one that ACKs and
+/// forgets. Another kind of message (a response, for shadow comparison) is one more `route`.
 fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, String> {
-    match &config.mirror {
-        None => Ok((
+    match config.targets.is_empty() {
+        true => Ok((
             Arc::new(Router::new().default_route(Arc::new(Discard))),
             None,
         )),
-        Some(cfg) => {
-            let mirror = Mirror::new(cfg.clone(), Arc::clone(stats))
+        false => {
+            let mirror = Mirror::with_targets(config.targets.clone(), Arc::clone(stats))
                 .map_err(|e| format!("cannot start mirroring: {e}"))?;
             let router = Router::new().default_route(Arc::new(mirror.clone()));
             Ok((Arc::new(router), Some(mirror)))
@@ -203,9 +251,19 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
         |a| a.to_string(),
     );
     let caps = c.spop.capabilities.to_list();
-    let mirror = match &c.mirror {
-        None => "none (ACK only)".to_string(),
-        Some(m) => {
+    let mirror = match (&c.mirror, &c.config_file) {
+        (_, Some(file)) => format!(
+            "{} target(s) from {} and -u: [{}]",
+            c.targets.len(),
+            file.display(),
+            c.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, None) => "none (ACK only)".to_string(),
+        (Some(m), None) => {
             let mut s = format!(
                 "{} (timeout {}, connect {}, queue {}, concurrency {}, memory {} bytes, drain {}",
                 redact_userinfo(&m.url.to_string()),
@@ -257,6 +315,13 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
     }
 }
 
+/// What a signal asks for.
+enum Next {
+    Stop(&'static str),
+    /// SIGHUP with `--config`.
+    Reload,
+}
+
 /// The four stop signals.
 ///
 /// Under HAProxy's master (`program` section; it sets `HAPROXY_MWORKER`), SIGUSR1 is not a
@@ -269,6 +334,8 @@ struct Signals {
     hup: Signal,
     usr1: Signal,
     usr1_is_reload: bool,
+    /// SIGHUP re-reads `--config` instead of stopping.
+    hup_reloads: bool,
 }
 
 impl Signals {
@@ -279,19 +346,25 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr1_is_reload: under_haproxy_master(),
+            hup_reloads: false,
         })
     }
 
-    /// Waits for the next stop signal; returns its name.
-    async fn next(&mut self) -> &'static str {
+    /// Waits for the next stop signal (its name), or a SIGHUP that reloads.
+    async fn next(&mut self) -> Next {
         loop {
             tokio::select! {
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => return "SIGHUP",
+                _ = self.term.recv() => return Next::Stop("SIGTERM"),
+                _ = self.int.recv() => return Next::Stop("SIGINT"),
+                _ = self.hup.recv() => {
+                    return match self.hup_reloads {
+                        true => Next::Reload,
+                        false => Next::Stop("SIGHUP"),
+                    };
+                }
                 _ = self.usr1.recv() => {
                     if !self.usr1_is_reload {
-                        return "SIGUSR1";
+                        return Next::Stop("SIGUSR1");
                     }
                     info!("SIGUSR1 from the HAProxy master (a reload): still serving; SIGTERM stops");
                 }

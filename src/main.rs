@@ -39,7 +39,7 @@ fn main() {
 fn command_line() -> Config {
     match cli::parse(std::env::args_os()) {
         Ok(Action::Run(config)) => *config,
-        Ok(Action::Help(text) | Action::Version(text)) => {
+        Ok(Action::Help(text) | Action::Version(text) | Action::CheckConfig(text)) => {
             print!("{text}");
             std::process::exit(0)
         }

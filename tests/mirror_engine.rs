@@ -1113,6 +1113,14 @@ async fn counters_count_one_thing_each() {
         ),
         ("slow".to_owned(), slow),
     ];
+    let targets = targets
+        .into_iter()
+        .map(|(name, mirror)| spoa_mirror::config::TargetConfig {
+            name,
+            mirror,
+            policy: Default::default(),
+        })
+        .collect();
     let mirror = Mirror::with_targets(targets, stats.clone()).unwrap();
     mirror.offer(vec![req(b"/failing")]);
     let targets = stats.targets();

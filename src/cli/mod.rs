@@ -10,6 +10,7 @@
 //! `options` is the option table, `getopt` reads argv with getopt's rules, `values`
 //! parses each kind of value and `to_config` maps the result to the config structs.
 
+pub mod file;
 mod getopt;
 mod options;
 mod to_config;
@@ -31,6 +32,8 @@ pub enum Action {
     Help(String),
     /// `-V`: the version line, for stdout, exit 0.
     Version(String),
+    /// `--check-config FILE`: the file is valid; the effective targets, for stdout, exit 0.
+    CheckConfig(String),
 }
 
 /// A bad command line: one `ERROR: ...` line per problem, and the exit code.
@@ -163,5 +166,9 @@ pub fn parse_with_env(
     if matches.get_flag("version") {
         return Ok(Action::Version(version()));
     }
-    to_config::to_config(&matches, rust_log).map(|c| Action::Run(Box::new(c)))
+    let config = to_config::to_config(&matches, rust_log)?;
+    if matches.contains_id("check-config") {
+        return Ok(Action::CheckConfig(file::describe(&config.targets)));
+    }
+    Ok(Action::Run(Box::new(config)))
 }

@@ -160,6 +160,8 @@ pub(super) const OPTIONS: &[Opt] = &[
     long("drain-timeout", "TIME", "At stop, wait this long for in-flight mirrored requests")
         .or(|| time(MirrorConfig::DEFAULT_DRAIN_TIMEOUT)),
     flag("foreground", None, "foreground", false, "Stay in the foreground even when -D is given (for service managers)"),
+    long("config", "FILE", "Mirror targets and their policies (TOML, [[target]] tables); the mirror flags are their defaults, -u adds a target named default; re-read at SIGHUP"),
+    long("check-config", "FILE", "Check FILE as --config would, print the effective targets, and exit (0: valid, 64: not)"),
 ];
 
 /// The default of `-n`, completed with the count in `-h` (not in the man page).

@@ -2,13 +2,14 @@
 //! at once, one line each, in a fixed order (times first, then listen, SPOP, process and
 //! mirror options). An option not given keeps the default of its config struct.
 
+use super::file::{combine, load};
 use super::values::{
     parse_backend, parse_frame_size, parse_header, parse_int, parse_logfile, parse_memory,
     parse_mirror_url, parse_port_range, parse_proxy_url, parse_time,
 };
 use super::{usage_error, CliError};
 use crate::config::{
-    Config, ListenConfig, MirrorConfig, ProxyConfig, RunConfig, Secret, SpopConfig,
+    Config, ListenConfig, MirrorConfig, ProxyConfig, RunConfig, Secret, SpopConfig, TargetConfig,
 };
 use clap::parser::ValueSource;
 use clap::ArgMatches;
@@ -27,10 +28,11 @@ pub(super) fn to_config(m: &ArgMatches, rust_log: Option<String>) -> Result<Conf
     let listen = listen(&mut r);
     let spop = spop(&mut r, &times);
     let mut run = run(&mut r, &times, rust_log);
-    let mirror = mirror(&mut r, &times);
+    let (mirror, target_defaults) = mirror(&mut r, &times);
     if !r.errors.is_empty() {
         return Err(usage_error(r.errors));
     }
+    let (config_file, targets) = targets(&r, mirror.as_ref(), &target_defaults)?;
     if run.daemonize && run.logfile.is_none() {
         r.notices
             .push("with -D and without -l, log lines are discarded".to_string());
@@ -40,8 +42,28 @@ pub(super) fn to_config(m: &ArgMatches, rust_log: Option<String>) -> Result<Conf
         listen,
         spop,
         mirror,
+        config_file,
+        target_defaults,
+        targets,
         run,
     })
+}
+
+/// `--config` (or `--check-config`) read with the flags' settings as defaults, and `-u`'s
+/// target first. The file's path is made absolute (`-D` changes directory; SIGHUP re-reads).
+fn targets(
+    r: &Reader,
+    cli: Option<&MirrorConfig>,
+    defaults: &MirrorConfig,
+) -> Result<(Option<PathBuf>, Vec<TargetConfig>), CliError> {
+    let path = r.one("check-config").or_else(|| r.one("config"));
+    let Some(path) = path.map(PathBuf::from) else {
+        return Ok((None, combine(cli, Vec::new()).unwrap_or_default()));
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let file = load(&path, defaults).map_err(|e| usage_error(vec![e]))?;
+    let all = combine(cli, file).map_err(|e| usage_error(vec![e]))?;
+    Ok((Some(path), all))
 }
 
 /// The matches, and what reading them found wrong (errors) or worth a warning (notices).
@@ -245,19 +267,21 @@ fn log_filter(r: &mut Reader, rust_log: Option<String>) -> Option<String> {
     }
 }
 
-/// The mirror and proxy options: checked even without `-u`, used only with it.
-fn mirror(r: &mut Reader, t: &Times) -> Option<MirrorConfig> {
+/// The mirror and proxy options: checked even without `-u`; `-u`'s target, and the defaults
+/// of `--config`'s targets (the same settings, with a placeholder URL).
+fn mirror(r: &mut Reader, t: &Times) -> (Option<MirrorConfig>, MirrorConfig) {
     let local_ports = r.value("mirror-local-port", parse_port_range).flatten();
     let proxy_url = r.value("proxy-url", parse_proxy_url);
     let proxy_headers = r.values("proxy-header", parse_header);
     let queue_size = r.count("mirror-queue", 1_000_000);
     let concurrency = r.count("mirror-concurrency", 65_535);
     let memory_budget = r.value("mirror-memory", parse_memory);
-    let Some(url) = r.value("mirror-url", parse_mirror_url) else {
+    let url = r.value("mirror-url", parse_mirror_url);
+    if url.is_none() && r.one("config").is_none() && r.one("check-config").is_none() {
         unused_without_mirror(r);
-        return None;
-    };
-    let mut mc = MirrorConfig::new(url.into_uri());
+    }
+    let placeholder = http::Uri::from_static(MirrorConfig::PLACEHOLDER_URL);
+    let mut mc = MirrorConfig::new(placeholder);
     mc.interface = r.one("mirror-interface").map(str::to_string);
     mc.local_ports = local_ports;
     let proxy_only = ["proxy-userpwd", "noproxy", "proxy-header"];
@@ -279,7 +303,11 @@ fn mirror(r: &mut Reader, t: &Times) -> Option<MirrorConfig> {
     set(&mut mc.memory_budget, memory_budget);
     mc.ca_file = r.one("mirror-ca-file").map(PathBuf::from);
     mc.insecure = r.flag("mirror-insecure");
-    Some(mc)
+    let cli = url.map(|u| MirrorConfig {
+        url: u.into_uri(),
+        ..mc.clone()
+    });
+    (cli, mc)
 }
 
 /// Sets `field` when the option was given.

@@ -8,14 +8,15 @@
 //!
 //! Building the request ([`message::parse`], pure) is separate from delivering it
 //! ([`target::Target`]): each target decides, queues and delivers on its own, so a slow or
-//! dead target never holds up another, nor an ACK. Today one target is built from `-u`;
-//! per-target policy (sampling, rate caps, rules) goes in front of each target's queue, in
-//! `Target::offer`.
+//! dead target never holds up another, nor an ACK. Targets come from `-u` and `--config`;
+//! per-target policy (rules, sampling, rate caps, circuit breaker: [`policy`]) runs in front of
+//! each target's queue, in `Target::offer`. [`Mirror::reload`] swaps the target list.
 
 mod client;
 mod delivery;
 mod headers;
 mod message;
+mod policy;
 mod request;
 mod target;
 
@@ -25,17 +26,19 @@ pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
 pub use request::build as build_request;
 pub use request::Base;
 
-use crate::config::{MirrorConfig, UrlError};
+use crate::config::{MirrorConfig, TargetConfig, UrlError};
 use crate::handler::{Context, MessageHandler};
 use crate::spop::Message;
 use crate::stats::{inc, Stats};
 use crate::throttle::LogThrottle;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use target::Target;
+use target::{Engine, Target};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,7 +72,13 @@ pub struct Mirror {
 
 struct Inner {
     stats: Arc<Stats>,
-    targets: Vec<Target>,
+    /// Swapped whole by a reload; read once per message. A target left out of a new list
+    /// drops its queue's sender with the old list: its queued and in-flight requests finish.
+    targets: ArcSwap<Vec<Target>>,
+    /// More than one target: log lines name theirs.
+    several: Arc<AtomicBool>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     /// Stop taking jobs (shutdown started).
     closing: CancellationToken,
     /// Drain deadline passed: abandon what is left.
@@ -85,34 +94,41 @@ struct Inner {
 impl Mirror {
     /// One target, from `-u` and the mirror flags, named `default`.
     pub fn new(cfg: MirrorConfig, stats: Arc<Stats>) -> Result<Mirror, Error> {
-        Mirror::with_targets(vec![("default".to_owned(), cfg)], stats)
+        Mirror::with_targets(
+            vec![TargetConfig {
+                name: TargetConfig::DEFAULT_NAME.to_owned(),
+                mirror: cfg,
+                policy: Default::default(),
+            }],
+            stats,
+        )
     }
 
-    /// Builds each target (client with TLS, proxy, `-I`/`-P`; queue; dispatcher) and starts
-    /// its dispatcher. Must be called inside a tokio runtime.
-    pub fn with_targets(
-        targets: Vec<(String, MirrorConfig)>,
-        stats: Arc<Stats>,
-    ) -> Result<Mirror, Error> {
+    /// Builds each target (client with TLS, proxy, `-I`/`-P`; queue; dispatcher; policy) and
+    /// starts its dispatcher. Must be called inside a tokio runtime.
+    pub fn with_targets(targets: Vec<TargetConfig>, stats: Arc<Stats>) -> Result<Mirror, Error> {
         let closing = CancellationToken::new();
         let abort = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let several = Arc::new(AtomicBool::new(targets.len() > 1));
+        let engine = Engine {
+            tasks: &tasks,
+            closing: &closing,
+            abort: &abort,
+            several: &several,
+        };
         let mut built = Vec::with_capacity(targets.len());
-        for (name, cfg) in targets {
-            let counters = stats.add_target(&name);
-            let engine = (&tasks, &closing, &abort);
-            built.push(Target::new(
-                name,
-                &cfg,
-                counters,
-                Arc::clone(&stats),
-                engine,
-            )?);
+        for t in &targets {
+            let counters = Arc::new(crate::stats::TargetStats::named(&t.name));
+            built.push(Target::new(t, counters, Arc::clone(&stats), &engine)?);
         }
+        stats.set_targets(built.iter().map(|t| Arc::clone(t.stats())).collect());
         Ok(Mirror {
             inner: Arc::new(Inner {
                 stats,
-                targets: built,
+                targets: ArcSwap::from_pointee(built),
+                several,
+                reloading: Mutex::new(()),
                 closing,
                 abort,
                 tasks,
@@ -121,6 +137,46 @@ impl Mirror {
                 warn_truncated: LogThrottle::new(),
             }),
         })
+    }
+
+    /// Puts a new target list in force, atomically: a target whose connection settings did
+    /// not change keeps its queue, client and counters (its requests are not disturbed); a
+    /// removed one finishes what it holds. On an error the running list stays.
+    pub fn reload(&self, targets: Vec<TargetConfig>) -> Result<(), Error> {
+        let inner = &self.inner;
+        let _one = inner.reloading.lock().map_err(|_| Error::Build("reload"))?;
+        if inner.closing.is_cancelled() {
+            return Ok(());
+        }
+        let old = inner.targets.load_full();
+        let engine = Engine {
+            tasks: &inner.tasks,
+            closing: &inner.closing,
+            abort: &inner.abort,
+            several: &inner.several,
+        };
+        let mut built = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let same_name = old.iter().find(|o| o.name() == t.name);
+            let target = match same_name.and_then(|o| o.reuse(t)) {
+                Some(kept) => kept,
+                None => {
+                    // Counters continue under the same name.
+                    let counters = same_name.map_or_else(
+                        || Arc::new(crate::stats::TargetStats::named(&t.name)),
+                        |o| Arc::clone(o.stats()),
+                    );
+                    Target::new(t, counters, Arc::clone(&inner.stats), &engine)?
+                }
+            };
+            built.push(target);
+        }
+        inner.several.store(built.len() > 1, Ordering::Relaxed);
+        inner
+            .stats
+            .set_targets(built.iter().map(|t| Arc::clone(t.stats())).collect());
+        inner.targets.store(Arc::new(built));
+        Ok(())
     }
 
     /// Stops taking jobs, waits for queued and in-flight requests up to `deadline`, then
@@ -194,7 +250,7 @@ impl Inner {
         };
         // One parse, shared by every target (cheap `Arc` clones).
         let request = Arc::new(request);
-        for target in &self.targets {
+        for target in self.targets.load().iter() {
             target.offer(&request, &self.closing);
         }
     }

@@ -5,19 +5,20 @@
 //!   never blocks: a full queue or budget drops and counts
 //! ```
 //!
-//! Per-target policy (sampling, rate caps, request rules) belongs at the top of
-//! [`Target::offer`], before anything is reserved.
+//! Per-target policy (rules, sampling, rate cap, circuit breaker: [`super::policy`]) runs at
+//! the top of [`Target::offer`], before anything is reserved.
 
 use super::client;
 use super::delivery::{Delivery, Endpoint, Failure};
 use super::message::MirrorRequest;
+use super::policy::{Breaker, Outcome, Policy, Verdict};
 use super::request::Base;
 use super::Error;
-use crate::config::MirrorConfig;
+use crate::config::{MirrorConfig, TargetConfig};
 use crate::stats::{add, dec, get, inc, sub, Stats, TargetStats};
 use crate::throttle::LogThrottle;
 use http::Version;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -28,11 +29,16 @@ use tokio_util::task::TaskTracker;
 pub(super) struct Target {
     queue: mpsc::Sender<Job>,
     shared: Arc<Shared>,
+    policy: Arc<Policy>,
 }
 
 /// What the dispatcher and the delivery tasks of one target share.
 struct Shared {
     name: String,
+    /// The settings it was built with (a reload keeps a target whose settings are unchanged).
+    config: MirrorConfig,
+    /// The engine has more than one target: log lines name this one.
+    several: Arc<AtomicBool>,
     endpoint: Endpoint,
     /// Bytes of queued and in-flight requests allowed (`memory_budget`); in use:
     /// `stats.memory_bytes`.
@@ -51,26 +57,35 @@ struct Shared {
 struct Job {
     request: Arc<MirrorRequest>,
     size: u64,
+    breaker: Option<Arc<Breaker>>,
+}
+
+/// What every target of one engine shares.
+pub(super) struct Engine<'a> {
+    pub(super) tasks: &'a TaskTracker,
+    pub(super) closing: &'a CancellationToken,
+    pub(super) abort: &'a CancellationToken,
+    pub(super) several: &'a Arc<AtomicBool>,
 }
 
 impl Target {
     /// Builds the client (TLS, proxy, `-I`/`-P` connector) and spawns the dispatcher on
     /// `tasks`. Must be called inside a tokio runtime.
     pub(super) fn new(
-        name: String,
-        cfg: &MirrorConfig,
+        target: &TargetConfig,
         stats: Arc<TargetStats>,
         global: Arc<Stats>,
-        engine: (&TaskTracker, &CancellationToken, &CancellationToken),
+        engine: &Engine,
     ) -> Result<Target, Error> {
-        let (tasks, closing, abort) = engine;
+        let (tasks, closing, abort) = (engine.tasks, engine.closing, engine.abort);
+        let (name, cfg) = (target.name.clone(), &target.mirror);
         if cfg.queue_size == 0 || cfg.concurrency == 0 {
             return Err(Error::Limits);
         }
         let base = Base::from_uri(&cfg.url)?;
         let built = client::build(cfg, Arc::clone(&stats))?;
         tracing::info!(
-            "mirroring to {}://{}{} via {}: queue {}, concurrency {}, memory budget {} bytes, timeout {}",
+            "target '{name}': mirroring to {}://{}{} via {}: queue {}, concurrency {}, memory budget {} bytes, timeout {}",
             base.scheme,
             base.authority,
             base.prefix,
@@ -81,15 +96,18 @@ impl Target {
             humantime::format_duration(cfg.timeout),
         );
         let endpoint = Endpoint {
-            base,
+            base: base.clone(),
             client: built.client,
             forward_headers: built.forward_headers,
             forward_proxy: built.forward_proxy,
             timeout: cfg.timeout,
         };
+        let policy = Arc::new(Policy::new(target.policy.clone(), base.authority.clone()));
         let (queue, rx) = mpsc::channel(cfg.queue_size);
         let shared = Arc::new(Shared {
             name,
+            config: cfg.clone(),
+            several: Arc::clone(engine.several),
             endpoint,
             budget: u64::try_from(cfg.memory_budget).unwrap_or(u64::MAX),
             stats,
@@ -106,7 +124,41 @@ impl Target {
             concurrency,
             closing.clone(),
         ));
-        Ok(Target { queue, shared })
+        Ok(Target {
+            queue,
+            shared,
+            policy,
+        })
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub(super) fn stats(&self) -> &Arc<TargetStats> {
+        &self.shared.stats
+    }
+
+    /// This target with `target`'s policy, if its connection settings are the same (its
+    /// queue, client and counters stay; an unchanged policy keeps its state).
+    pub(super) fn reuse(&self, target: &TargetConfig) -> Option<Target> {
+        if self.shared.config != target.mirror {
+            return None;
+        }
+        let same_policy = format!("{:?}", self.policy.config()) == format!("{:?}", target.policy);
+        let policy = if same_policy {
+            Arc::clone(&self.policy)
+        } else {
+            Arc::new(Policy::new(
+                target.policy.clone(),
+                self.shared.endpoint.base.authority.clone(),
+            ))
+        };
+        Some(Target {
+            queue: self.queue.clone(),
+            shared: Arc::clone(&self.shared),
+            policy,
+        })
     }
 
     /// Queues one request for this target; never blocks. A full queue, a used-up budget or a
@@ -118,6 +170,10 @@ impl Target {
             inc(&stats.dropped_shutdown);
             return;
         }
+        let (request, breaker) = match self.policy.decide(request, stats) {
+            Verdict::Send(request, breaker) => (request, breaker),
+            Verdict::Drop => return,
+        };
         let size = u64::try_from(request.size()).unwrap_or(u64::MAX);
         let reserved =
             stats
@@ -133,8 +189,9 @@ impl Target {
         add(&stats.queued, 1);
         add(&stats.queued_bytes, size);
         let job = Job {
-            request: Arc::clone(request),
+            request,
             size,
+            breaker,
         };
         match self.queue.try_send(job) {
             Ok(()) => inc(&stats.queued_total),
@@ -204,7 +261,19 @@ impl Shared {
                     tracing::warn!("mirror request skipped: {e}");
                 }
             }
-            Some(Ok(d)) => self.record(&job.request, &d, started.elapsed()),
+            Some(Ok(d)) => {
+                if let Some(b) = &job.breaker {
+                    let ok = d.result.is_ok() && d.status.is_some_and(|s| !s.is_server_error());
+                    if b.record(ok) == Outcome::Opened {
+                        inc(&stats.breaker_opened_total);
+                        tracing::warn!(
+                            "target '{}': circuit breaker open after consecutive failures",
+                            self.name
+                        );
+                    }
+                }
+                self.record(&job.request, &d, started.elapsed())
+            }
         }
     }
 
@@ -246,10 +315,16 @@ impl Shared {
             }
             Err(Failure::Connect(e) | Failure::Other(e)) => e.clone(),
         };
-        // spoa-mirror's line: "METHOD URL HTTP/x" status up/down total-ms result
+        // spoa-mirror's line: "METHOD URL HTTP/x" status up/down total-ms result, then the
+        // target's name when there are several.
+        let name = if self.several.load(Ordering::Relaxed) {
+            format!(" target={}", self.name)
+        } else {
+            String::new()
+        };
         tracing::info!(
             target: "spoa_mirror::mirror",
-            "\"{} {} {}\" {} {}/{} {:.3} {}",
+            "\"{} {} {}\" {} {}/{} {:.3} {}{}",
             req.method,
             d.url,
             version,
@@ -258,6 +333,7 @@ impl Shared {
             d.down,
             elapsed.as_secs_f64() * 1000.0,
             result,
+            name,
         );
     }
 }

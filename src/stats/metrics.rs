@@ -39,6 +39,8 @@ pub(super) const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("notify_unacked_total", Kind::Counter, "NOTIFYs held by -t whose connection closed before the ACK (still mirrored).", |s| &s.notify_unacked_total),
     ("mirror_skipped_invalid", Kind::Counter, "Messages that could not make a valid HTTP request.", |s| &s.mirror_skipped_invalid),
     ("mirror_skipped_truncated", Kind::Counter, "Messages whose body was shorter than its Content-Length.", |s| &s.mirror_skipped_truncated),
+    ("config_reloads_total", Kind::Counter, "--config re-read at SIGHUP and put in force.", |s| &s.config_reloads_total),
+    ("config_reload_failed_total", Kind::Counter, "--config re-read at SIGHUP and refused (the running configuration stays).", |s| &s.config_reload_failed_total),
     ("log_lines_dropped_total", Kind::Counter, "Log lines dropped because the log output fell behind.", |_| crate::logging::lines_dropped()),
 ];
 
@@ -61,6 +63,11 @@ pub(super) const TARGET_FIELDS: &[(&str, Kind, &str, TargetField)] = &[
     ("dropped_queue_full", Kind::Counter, "Messages dropped because the queue was full.", |t| &t.dropped_queue_full),
     ("dropped_memory", Kind::Counter, "Messages dropped because the memory budget was used up.", |t| &t.dropped_memory),
     ("dropped_shutdown", Kind::Counter, "Messages dropped because the agent is stopping (offered after the stop began, or left at the drain deadline).", |t| &t.dropped_shutdown),
+    ("dropped_filtered", Kind::Counter, "Requests left out by the target's method/path rules.", |t| &t.dropped_filtered),
+    ("dropped_sampled_out", Kind::Counter, "Requests outside the target's sample.", |t| &t.dropped_sampled_out),
+    ("dropped_rate_limited", Kind::Counter, "Requests dropped over the target's rate cap.", |t| &t.dropped_rate_limited),
+    ("dropped_breaker_open", Kind::Counter, "Requests dropped while the target's circuit breaker was open.", |t| &t.dropped_breaker_open),
+    ("breaker_opened_total", Kind::Counter, "Times the target's circuit breaker opened.", |t| &t.breaker_opened_total),
     ("queued", Kind::Gauge, "Messages waiting in the queue now (in-flight requests not included).", |t| &t.queued),
     ("queued_bytes", Kind::Gauge, "Bytes of the messages waiting in the queue now (in-flight requests not included).", |t| &t.queued_bytes),
     ("memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |t| &t.memory_bytes),

@@ -119,6 +119,12 @@ pub struct Stats {
     /// Not sent: HAProxy handed over a body shorter than its Content-Length.
     pub mirror_skipped_truncated: AtomicU64,
 
+    // --- configuration
+    /// `--config` re-read at SIGHUP and put in force.
+    pub config_reloads_total: AtomicU64,
+    /// `--config` re-read at SIGHUP and refused (the running configuration stays).
+    pub config_reload_failed_total: AtomicU64,
+
     /// The counters of each mirror target, in the order the engine registered them. Read
     /// only by the metrics endpoint and the monitor; each target updates its own through its
     /// `Arc`, so no request ever takes this lock.
@@ -155,6 +161,16 @@ pub struct TargetStats {
     /// Dropped because the agent is stopping: offered after the stop began, or still queued
     /// or in flight when the drain deadline passed.
     pub dropped_shutdown: AtomicU64,
+    /// Not mirrored to this target: its method/path rules leave the request out.
+    pub dropped_filtered: AtomicU64,
+    /// Not mirrored to this target: outside its sample.
+    pub dropped_sampled_out: AtomicU64,
+    /// Dropped: over the target's rate cap.
+    pub dropped_rate_limited: AtomicU64,
+    /// Dropped: the target's circuit breaker is open (short-circuited).
+    pub dropped_breaker_open: AtomicU64,
+    /// Times the circuit breaker opened.
+    pub breaker_opened_total: AtomicU64,
     /// Requests in the queue now (waiting for a request slot), and their bytes.
     pub queued: AtomicU64,
     pub queued_bytes: AtomicU64,
@@ -168,6 +184,16 @@ pub struct TargetStats {
     pub latency: Histogram,
 }
 
+impl TargetStats {
+    /// Zeroed counters for the target `name`.
+    pub fn named(name: &str) -> TargetStats {
+        TargetStats {
+            name: name.to_owned(),
+            ..TargetStats::default()
+        }
+    }
+}
+
 impl Stats {
     /// Registers a target's counters (the engine does, once per target).
     pub fn add_target(&self, name: &str) -> Arc<TargetStats> {
@@ -179,6 +205,13 @@ impl Stats {
             targets.push(Arc::clone(&target));
         }
         target
+    }
+
+    /// Replaces the registered targets (a reload: removed targets disappear from the metrics).
+    pub fn set_targets(&self, list: Vec<Arc<TargetStats>>) {
+        if let Ok(mut targets) = self.targets.write() {
+            *targets = list;
+        }
     }
 
     /// Every target's counters, in registration order.

@@ -1,6 +1,12 @@
 //! The validated, typed configuration, one struct per component. `cli` builds it from the
 //! command line; nothing below this module sees clap types.
 
+mod policy;
+
+pub use policy::{
+    BreakerConfig, HostPolicy, PolicyConfig, RateCap, Rules, SampleKey, Sampling, TargetConfig,
+};
+
 use crate::spop::Capabilities;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +17,16 @@ use std::time::Duration;
 pub struct Config {
     pub listen: ListenConfig,
     pub spop: SpopConfig,
-    /// `None` without `-u`: the agent ACKs and mirrors nothing.
+    /// `None` without `-u`: the agent ACKs and mirrors nothing (unless `--config` names
+    /// targets).
     pub mirror: Option<MirrorConfig>,
+    /// `--config FILE`: re-read at SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// What the mirror flags say (timeouts, queue, proxy, TLS...): the defaults of the
+    /// file's targets. Its `url` is a placeholder, replaced by each target's.
+    pub target_defaults: MirrorConfig,
+    /// Every mirror target: `-u`'s (named `default`) first, then the file's.
+    pub targets: Vec<TargetConfig>,
     pub run: RunConfig,
 }
 
@@ -212,7 +226,7 @@ impl std::fmt::Display for MirrorUrl {
 }
 
 /// The mirror side: `-u`, `-I`, `-P`, `-x`, `-U`, `-H`, `-N` and the long-only options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MirrorConfig {
     /// The mirror URL (`-u`), `http://` or `https://`. Its path, without trailing slashes, is
     /// prepended to every request target. The command line checks it with [`MirrorUrl`].
@@ -251,6 +265,9 @@ impl MirrorConfig {
     pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+    /// The placeholder URL of [`Config::target_defaults`].
+    pub const PLACEHOLDER_URL: &'static str = "http://placeholder.invalid/";
+
     /// The settings for mirroring to `url`, every other one at its default.
     pub fn new(url: http::Uri) -> MirrorConfig {
         MirrorConfig {
@@ -272,7 +289,7 @@ impl MirrorConfig {
 }
 
 /// An HTTP proxy between the agent and the mirror (`-x`, `-U`, `-H`, `-N`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     pub url: http::Uri,
     /// `USER:PASSWORD` for Basic `Proxy-Authorization` (`-U`).

@@ -1,0 +1,193 @@
+//! `--config FILE`: the TOML file of mirror targets, checked value by value with the same rules
+//! as the flags. Every error names `file:line:col` (toml's spans: each value is validated while
+//! it is deserialized, so a bad value carries its own position).
+//!
+//! The mirror flags (`--mirror-timeout`, `--mirror-queue`, `-x`, `--mirror-ca-file`, ...) are
+//! the defaults of every target of the file; `-u`, when given, adds a target named `default`.
+
+mod schema;
+
+use crate::config::{MirrorConfig, ProxyConfig, TargetConfig};
+use schema::{FileSpec, TargetSpec};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+
+/// A file larger than this is refused (a target list is a few KiB).
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Targets one file may hold.
+pub const MAX_TARGETS: usize = 64;
+
+/// Reads and checks `path`; the targets with the flags' settings as defaults. The error is
+/// one line, `file:line:col: message` when it is about a place in the file.
+pub fn load(path: &Path, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, String> {
+    let shown = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
+        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!("{shown}: larger than {MAX_FILE_SIZE} bytes"));
+    }
+    parse(&text, defaults).map_err(|(span, msg)| match span {
+        Some(at) => {
+            let (line, col) = line_col(&text, at);
+            format!("{shown}:{line}:{col}: {msg}")
+        }
+        None => format!("{shown}: {msg}"),
+    })
+}
+
+/// `-u`'s target (if any) first, then the file's; a file target may not be called `default`
+/// when `-u` is given.
+pub fn combine(
+    cli: Option<&MirrorConfig>,
+    file: Vec<TargetConfig>,
+) -> Result<Vec<TargetConfig>, String> {
+    let mut all = Vec::with_capacity(file.len() + 1);
+    if let Some(m) = cli {
+        if file.iter().any(|t| t.name == TargetConfig::DEFAULT_NAME) {
+            return Err(format!(
+                "the configuration file has a target named '{}', the name of -u's target: \
+                 rename it or leave out -u",
+                TargetConfig::DEFAULT_NAME
+            ));
+        }
+        all.push(TargetConfig {
+            name: TargetConfig::DEFAULT_NAME.to_owned(),
+            mirror: m.clone(),
+            policy: Default::default(),
+        });
+    }
+    all.extend(file);
+    Ok(all)
+}
+
+type Failure = (Option<usize>, String);
+
+/// The file's text → targets; the error has the byte offset it is about.
+fn parse(text: &str, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, Failure> {
+    let spec: FileSpec =
+        toml::from_str(text).map_err(|e| (e.span().map(|s| s.start), e.message().to_owned()))?;
+    if spec.target.len() > MAX_TARGETS {
+        return Err((None, format!("more than {MAX_TARGETS} targets")));
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(spec.target.len());
+    for t in spec.target {
+        let at = t.name.span().start;
+        if !names.insert(t.name.get_ref().to_string()) {
+            return Err((
+                Some(at),
+                format!("duplicate target name '{}'", t.name.get_ref()),
+            ));
+        }
+        out.push(target(t, defaults));
+    }
+    Ok(out)
+}
+
+/// One checked target: the defaults, overridden by what the table says.
+fn target(t: TargetSpec, defaults: &MirrorConfig) -> TargetConfig {
+    let policy = t.policy();
+    let mut m = defaults.clone();
+    m.url = t.url.0.into_uri();
+    if let Some(v) = t.timeout {
+        m.timeout = v.0;
+    }
+    if let Some(v) = t.connect_timeout {
+        m.connect_timeout = v.0;
+    }
+    if let Some(v) = t.queue {
+        m.queue_size = v.0;
+    }
+    if let Some(v) = t.concurrency {
+        m.concurrency = v.0;
+    }
+    if let Some(v) = t.memory {
+        m.memory_budget = v.0;
+    }
+    if let Some(url) = t.proxy {
+        m.proxy = Some(ProxyConfig {
+            url: url.0,
+            userpwd: None,
+            headers: Vec::new(),
+            noproxy: None,
+        });
+    }
+    if let Some(f) = t.ca_file {
+        m.ca_file = Some(f);
+    }
+    if let Some(i) = t.insecure {
+        m.insecure = i;
+    }
+    TargetConfig {
+        name: t.name.into_inner().into_string(),
+        mirror: m,
+        policy,
+    }
+}
+
+/// 1-based line and column (in characters) of byte `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// The effective targets, one block each, for `--check-config`.
+pub fn describe(targets: &[TargetConfig]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if targets.is_empty() {
+        out.push_str("no mirror targets: the agent ACKs and mirrors nothing\n");
+    }
+    for t in targets {
+        let m = &t.mirror;
+        let _ = writeln!(out, "target {}: {}", t.name, m.url);
+        let _ = writeln!(
+            out,
+            "  timeout {}, connect {}, queue {}, concurrency {}, memory {} bytes{}{}{}",
+            humantime::format_duration(m.timeout),
+            humantime::format_duration(m.connect_timeout),
+            m.queue_size,
+            m.concurrency,
+            m.memory_budget,
+            m.proxy.as_ref().map_or(String::new(), |p| format!(
+                ", proxy {}",
+                crate::config::redact_userinfo(&p.url.to_string())
+            )),
+            m.ca_file
+                .as_ref()
+                .map_or(String::new(), |f| format!(", ca-file {}", f.display())),
+            if m.insecure {
+                ", certificate NOT verified"
+            } else {
+                ""
+            },
+        );
+        let p = &t.policy;
+        if let Some(s) = &p.sample {
+            let _ = writeln!(out, "  sample {}% by {:?}", s.percent, s.by);
+        }
+        if let Some(r) = &p.rate {
+            let _ = writeln!(out, "  rate {}/s, burst {}", r.per_second, r.burst);
+        }
+        if let Some(b) = &p.breaker {
+            let _ = writeln!(
+                out,
+                "  breaker after {} failures, cool-down {}",
+                b.failures,
+                humantime::format_duration(b.cool_down)
+            );
+        }
+        if let Some(r) = &p.rules {
+            let _ = writeln!(out, "  rules {r:?}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
