@@ -40,8 +40,35 @@ fn micros(us: Option<u64>) -> String {
 }
 
 /// The monitor line: one line, the numbers an operator looks at first (mirror counters summed
-/// over every target).
+/// over every target; with several targets, each one's numbers follow).
 pub fn monitor_line(s: &Stats) -> String {
+    let mut line = totals(s);
+    let targets = s.targets();
+    if targets.len() > 1 {
+        for t in &targets {
+            line.push_str(&format!(
+                "; target {}: mirrored {} (2xx {}, failed {}), dropped: filtered {}, sampled out {}, \
+                 rate {}, breaker {} (opened {}), queue full {}, memory {}; in flight {}, queued {}",
+                t.name,
+                get(&t.sent_total),
+                get(&t.status_2xx),
+                get(&t.failed_connect) + get(&t.failed_timeout) + get(&t.failed_other),
+                get(&t.dropped_filtered),
+                get(&t.dropped_sampled_out),
+                get(&t.dropped_rate_limited),
+                get(&t.dropped_breaker_open),
+                get(&t.breaker_opened_total),
+                get(&t.dropped_queue_full),
+                get(&t.dropped_memory),
+                get(&t.in_flight),
+                get(&t.queued),
+            ));
+        }
+    }
+    line
+}
+
+fn totals(s: &Stats) -> String {
     let g = |c: &AtomicU64| get(c);
     format!(
         "connections {} open, {} total; notify {}, ack {} (latency p50 <= {}, p99 <= {}); \
@@ -88,5 +115,29 @@ pub async fn monitor(stats: Arc<Stats>, interval: Duration, shutdown: Cancellati
             tracing::info!("monitor: {}", monitor_line(&stats));
             last = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{inc, TargetStats};
+
+    #[test]
+    fn one_segment_per_target_when_there_are_several() {
+        let stats = Stats::default();
+        stats.set_targets(vec![Arc::new(TargetStats::named("only"))]);
+        assert!(!monitor_line(&stats).contains("target "));
+        let (a, b) = (TargetStats::named("a"), TargetStats::named("b"));
+        inc(&b.dropped_sampled_out);
+        stats.set_targets(vec![Arc::new(a), Arc::new(b)]);
+        let line = monitor_line(&stats);
+        assert!(line.contains("; target a: mirrored 0"), "{line}");
+        assert!(
+            line.contains(
+                "; target b: mirrored 0 (2xx 0, failed 0), dropped: filtered 0, sampled out 1"
+            ),
+            "{line}"
+        );
     }
 }
