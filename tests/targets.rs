@@ -1,0 +1,308 @@
+//! Several mirror targets with their own policy (`--config FILE`), end to end through a real
+//! HAProxy (2.6, 2.8, and 3.x with env `HAPROXY3`) and the real `spoa-mirror` binary, each
+//! target a recording sink: sampling fractions and sticky keys, rate caps, redaction and Host /
+//! forwarding headers, isolation of a dead and a slow target, and reload at SIGHUP.
+//!
+//! Every loop is bounded in count and time. The long measurements (10,000 requests, 10 s at
+//! five times a rate cap) are `#[ignore]`d with a reason; a short version of each always runs.
+
+mod common;
+
+use common::agent::AgentProcess;
+use common::client::HttpConn;
+use common::haproxy::{Haproxy, HaproxyBin, MirrorSetup, MIRROR_ARGS};
+use common::sink::{Recorded, Sink};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// The documented message arguments plus the client address.
+fn args_with_src() -> String {
+    format!("{MIRROR_ARGS} arg_src=src")
+}
+
+/// A `[[target]]` table.
+fn target(name: &str, sink: &Sink, extra: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nurl = \"{}\"\n{extra}\n",
+        sink.url()
+    )
+}
+
+/// Writes the config file in a temp dir kept by the caller.
+fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("targets.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// HAProxy in front of `agent`, with `arg_src=src` in the message.
+async fn haproxy(bin: &HaproxyBin, primary: &Sink, agent: &AgentProcess) -> Haproxy {
+    let mut setup = MirrorSetup::new(bin, primary.addr(), agent.addr());
+    setup.message_args = args_with_src();
+    Haproxy::start(bin, &setup).await
+}
+
+/// Sends `n` requests over `conns` keep-alive connections, request `i` with the headers
+/// `headers(i)`; every one must get the primary's 200. Returns how long it took.
+async fn send(
+    hap: &Haproxy,
+    n: usize,
+    conns: usize,
+    headers: impl Fn(usize) -> Vec<(String, String)> + Send + Sync + Clone + 'static,
+    path: &'static str,
+) -> Duration {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..conns {
+        let (addr, headers) = (hap.addr(), headers.clone());
+        tasks.spawn(async move {
+            let mut conn = HttpConn::connect(addr).await.unwrap();
+            for i in (c..n).step_by(conns) {
+                let h = headers(i);
+                let h: Vec<(&str, &str)> =
+                    h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                let r = conn
+                    .request("GET", &format!("{path}{i}"), &h, b"")
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, 200, "request {i}");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    started.elapsed()
+}
+
+/// Every byte a sink was handed for this request, as text (request line, headers, body).
+fn bytes_of(r: &Recorded) -> String {
+    let mut s = format!("{} {} {}\n", r.method, r.target, r.version);
+    for (n, v) in &r.headers {
+        s.push_str(&format!(
+            "{}: {}\n",
+            String::from_utf8_lossy(n.as_ref()),
+            String::from_utf8_lossy(v.as_ref())
+        ));
+    }
+    s.push_str(&String::from_utf8_lossy(&r.body));
+    s
+}
+
+/// The request index a sink got (the last path segment).
+fn index(r: &Recorded) -> usize {
+    r.target
+        .rsplit('/')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap()
+}
+
+/// Waits (bounded: every 20 ms for [`SETTLE`]) until the sum of the agent's `fields` reaches
+/// `want`: e.g. every offered request sent or dropped, so counts read afterwards are final.
+async fn settle(agent: &AgentProcess, fields: &[&str], want: f64) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let m = agent.metrics().await;
+        let v: f64 = fields.iter().map(|f| m.get(f).unwrap_or(0.0)).sum();
+        if v >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{fields:?} = {v}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const ENDED: &[&str] = &[
+    "mirror_sent_total",
+    "mirror_dropped_sampled_out",
+    "mirror_dropped_filtered",
+    "mirror_dropped_rate_limited",
+    "mirror_dropped_breaker_open",
+    "mirror_dropped_queue_full",
+    "mirror_dropped_memory",
+];
+
+/// A secret in Authorization, a cookie and a header never reaches a target that redacts
+/// them, nor the agent's log; Host and the forwarding headers are as configured.
+async fn redaction_host_and_forwarding(bin: HaproxyBin) {
+    let (primary, staging, vhost) = (
+        Sink::start("primary").await,
+        Sink::start("staging").await,
+        Sink::start("vhost").await,
+    );
+    let rules = "redact-headers = [\"authorization\", \"cookie\", \"x-api-key\"]\n";
+    let text = format!(
+        "{}{}",
+        target(
+            "staging",
+            &staging,
+            &format!("{rules}host = \"target\"\nx-forwarded-for = true\nforwarded = true\nset-headers = {{ \"X-Mirrored-By\" = \"spoa\" }}")
+        ),
+        target("vhost", &vhost, &format!("{rules}host = \"staging.example:8443\"\nremove-headers = [\"x-debug\"]")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::builder()
+        .args([
+            "--config",
+            &write_config(&dir, &text),
+            "--log-level",
+            "debug",
+        ])
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let mut conn = HttpConn::connect(hap.addr()).await.unwrap();
+    let headers = [
+        ("Authorization", "Bearer SECRET-TOKEN-1"),
+        ("Cookie", "theme=dark; session=SECRET-COOKIE-2"),
+        ("X-Api-Key", "SECRET-KEY-3"),
+        ("X-Debug", "1"),
+        ("X-Forwarded-For", "198.51.100.9"),
+    ];
+    let r = conn
+        .request("GET", "/account?id=7", &headers, b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let (s, v) = (staging.next().await, vhost.next().await);
+    for rec in [&s, &v] {
+        let all = bytes_of(rec);
+        assert!(!all.contains("SECRET"), "a secret reached a sink:\n{all}");
+        assert_eq!(rec.header("authorization").as_deref(), Some("[redacted]"));
+        assert_eq!(rec.header("cookie").as_deref(), Some("[redacted]"));
+        assert_eq!(rec.header("x-api-key").as_deref(), Some("[redacted]"));
+        assert_eq!(rec.target, "/account?id=7");
+    }
+    assert_eq!(s.header_all("host"), [staging.addr().to_string()]);
+    assert_eq!(
+        s.header("x-forwarded-for").as_deref(),
+        Some("198.51.100.9, 127.0.0.1")
+    );
+    assert_eq!(s.header("forwarded").as_deref(), Some("for=127.0.0.1"));
+    assert_eq!(s.header("x-mirrored-by").as_deref(), Some("spoa"));
+    assert_eq!(s.header("x-debug").as_deref(), Some("1"));
+    assert_eq!(v.header_all("host"), ["staging.example:8443"]);
+    assert_eq!(v.header("x-debug"), None);
+    assert_eq!(v.header("forwarded"), None);
+    // The per-request log lines name their target, and carry no secret.
+    for name in ["target=vhost", "target=staging"] {
+        let line = agent.wait_output(name, SETTLE).await;
+        assert!(
+            line.is_some_and(|l| l.contains("/account?id=7")),
+            "no log line with {name}"
+        );
+    }
+    let log = agent.output();
+    assert!(!log.contains("SECRET"), "a secret reached the log:\n{log}");
+    // The primary got the client's request as it was.
+    assert_eq!(
+        primary.next().await.header("authorization").as_deref(),
+        Some("Bearer SECRET-TOKEN-1")
+    );
+}
+per_haproxy!(redaction_host_and_forwarding);
+
+/// A random 10 % target, a 30 % target sticky by a header, and an unsampled one: counts within
+/// 5 σ, each key all in or all out, and a second agent with the same file agrees on every key.
+async fn fractions(bin: HaproxyBin, n: usize) {
+    let (primary, ten, sticky, all) = (
+        Sink::start("primary").await,
+        Sink::start("ten").await,
+        Sink::start("sticky").await,
+        Sink::start("all").await,
+    );
+    let text = format!(
+        "{}{}{}",
+        target("ten", &ten, "sample = { percent = 10 }"),
+        target(
+            "sticky",
+            &sticky,
+            "sample = { percent = 30, by = \"header:x-user\" }"
+        ),
+        target("all", &all, ""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &text);
+    let agent = AgentProcess::builder()
+        .args(["--config", &path])
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let users = 200;
+    let user = move |i: usize| vec![("X-User".to_string(), format!("user-{}", i % users))];
+    let took = send(&hap, n, 8, user, "/f/").await;
+    eprintln!(
+        "{n} requests through HAProxy in {took:?} ({:.0}/s)",
+        n as f64 / took.as_secs_f64()
+    );
+    settle(&agent, ENDED, (3 * n) as f64).await;
+    all.wait_for(n, SETTLE).await;
+    let (p, nf) = (0.10, n as f64);
+    let got = ten.count() as f64;
+    let sigma = (nf * p * (1.0 - p)).sqrt();
+    assert!((got - nf * p).abs() <= 5.0 * sigma, "ten: {got} of {n}");
+    // Sticky: per user, every request or none.
+    let mut per_user: HashMap<usize, usize> = HashMap::new();
+    for r in sticky.requests() {
+        *per_user.entry(index(&r) % users).or_default() += 1;
+    }
+    let want_per_user = |u: usize| (0..n).filter(|i| i % users == u).count();
+    for (u, c) in &per_user {
+        assert_eq!(
+            *c,
+            want_per_user(*u),
+            "user-{u}: some requests in, some out"
+        );
+    }
+    let inside: HashSet<usize> = per_user.keys().copied().collect();
+    let k = inside.len() as f64;
+    let sigma = (users as f64 * 0.3 * 0.7).sqrt();
+    assert!(
+        (k - users as f64 * 0.3).abs() <= 5.0 * sigma,
+        "{k} of {users} users in"
+    );
+    let metric = agent.metrics().await;
+    assert_eq!(
+        metric.get("mirror_dropped_sampled_out").unwrap() as usize,
+        (n - ten.count()) + (n - sticky.count())
+    );
+
+    // A second agent (another HAProxy) with the same file: the same users are in.
+    let sticky2 = Sink::start("sticky2").await;
+    let text2 = target(
+        "sticky",
+        &sticky2,
+        "sample = { percent = 30, by = \"header:x-user\" }",
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let agent2 = AgentProcess::builder()
+        .args(["--config", &write_config(&dir2, &text2)])
+        .start()
+        .await;
+    let hap2 = haproxy(&bin, &primary, &agent2).await;
+    send(&hap2, users, 4, user, "/g/").await;
+    settle(&agent2, ENDED, users as f64).await;
+    let inside2: HashSet<usize> = sticky2
+        .wait_for(inside.len(), SETTLE)
+        .await
+        .iter()
+        .map(index)
+        .collect();
+    assert_eq!(inside2, inside, "two agents disagree on sticky keys");
+}
+
+async fn fractions_short(bin: HaproxyBin) {
+    fractions(bin, 2_000).await;
+}
+per_haproxy!(fractions_short);
+
+async fn fractions_10000(bin: HaproxyBin) {
+    fractions(bin, 10_000).await;
+}
+per_haproxy!(
+    #[ignore = "10,000 requests through HAProxy and a debug agent: tens of seconds per version"]
+    fractions_10000
+);
