@@ -306,3 +306,143 @@ per_haproxy!(
     #[ignore = "10,000 requests through HAProxy and a debug agent: tens of seconds per version"]
     fractions_10000
 );
+
+/// Sends at `rate` requests/s for `secs` (paced, over a few connections) to a target capped
+/// at `cap`/s with burst `burst`: the target receives cap × time + burst within `tolerance`;
+/// the rest is counted as rate-limited; a target without a cap gets everything.
+async fn rate_cap(bin: HaproxyBin, cap: u32, burst: u32, rate: u32, secs: u64, tolerance: f64) {
+    let (primary, capped, free) = (
+        Sink::start("primary").await,
+        Sink::start("capped").await,
+        Sink::start("free").await,
+    );
+    let text = format!(
+        "{}{}",
+        target(
+            "capped",
+            &capped,
+            &format!("rate = {{ per-second = {cap}, burst = {burst} }}")
+        ),
+        target("free", &free, ""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::builder()
+        .args(["--config", &write_config(&dir, &text)])
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let n = (u64::from(rate) * secs) as usize;
+    let conns = 4;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..conns {
+        let addr = hap.addr();
+        tasks.spawn(async move {
+            let mut conn = HttpConn::connect(addr).await.unwrap();
+            let period = Duration::from_secs_f64(conns as f64 / f64::from(rate));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for i in (c..n).step_by(conns) {
+                tick.tick().await;
+                let r = conn.get(&format!("/r/{i}")).await.unwrap();
+                assert_eq!(r.status, 200);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    settle(&agent, ENDED, (2 * n) as f64).await;
+    free.wait_for(n, SETTLE).await;
+    let got = capped.count() as f64;
+    let want = f64::from(cap) * took + f64::from(burst);
+    eprintln!(
+        "rate cap {cap}/s burst {burst}: {got} of {n} in {took:.2}s (expected about {want:.0})"
+    );
+    assert!(
+        (got - want).abs() <= tolerance * want,
+        "{got} received, expected {want:.0}"
+    );
+    assert!(
+        got <= f64::from(cap) * (took + 1.0) + f64::from(burst),
+        "{got} over the cap"
+    );
+    let limited = agent.metric("mirror_dropped_rate_limited").await;
+    assert_eq!(limited as usize + capped.count(), n);
+}
+
+async fn rate_cap_short(bin: HaproxyBin) {
+    rate_cap(bin, 20, 5, 100, 3, 0.2).await;
+}
+per_haproxy!(rate_cap_short);
+
+async fn rate_cap_10s(bin: HaproxyBin) {
+    rate_cap(bin, 50, 10, 250, 10, 0.1).await;
+}
+per_haproxy!(
+    #[ignore = "10 s at five times the cap, per HAProxy version"]
+    rate_cap_10s
+);
+
+/// One target refuses connections, one answers slowly (small queue, short timeout), a third
+/// is healthy: the healthy one gets every request, the clients every answer, at once.
+async fn dead_and_slow_targets_leave_the_healthy_one_alone(bin: HaproxyBin) {
+    let (primary, slow, healthy) = (
+        Sink::start("primary").await,
+        Sink::start("slow").await,
+        Sink::start("healthy").await,
+    );
+    slow.set_delay(Duration::from_secs(3)).await;
+    let dead_port = common::free_port();
+    let text = format!(
+        "[[target]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}\"\n\
+         breaker = {{ failures = 5, cool-down = \"1h\" }}\n{}{}",
+        target(
+            "slow",
+            &slow,
+            "timeout = \"500ms\"\nconcurrency = 2\nqueue = 4"
+        ),
+        target("healthy", &healthy, ""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::builder()
+        .args(["--config", &write_config(&dir, &text)])
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let n = 300;
+    let took = send(&hap, n, 4, |_| Vec::new(), "/h/").await;
+    assert!(
+        took < Duration::from_secs(10),
+        "clients slowed down: {took:?}"
+    );
+    let got: HashSet<usize> = healthy
+        .wait_for(n, SETTLE)
+        .await
+        .iter()
+        .map(index)
+        .collect();
+    assert_eq!(got.len(), n);
+    // Every request ended at every target (sent, failed or dropped): the counters are final.
+    settle(&agent, ENDED, (3 * n) as f64).await;
+    let m = agent.metrics().await;
+    let series = |name: &str, t: &str| {
+        m.samples
+            .iter()
+            .find(|(s, l, _)| s == name && l.contains(&format!("target=\"{t}\"")))
+            .map_or(0.0, |(_, _, v)| *v)
+    };
+    // The dead target's breaker opened once and short-circuited the rest.
+    assert_eq!(
+        series("spoa_mirror_mirror_breaker_opened_total", "dead"),
+        1.0
+    );
+    assert!(series("spoa_mirror_mirror_dropped_breaker_open_total", "dead") >= (n - 10) as f64);
+    assert!(series("spoa_mirror_mirror_dropped_queue_full_total", "slow") > 0.0);
+    assert_eq!(
+        series("spoa_mirror_mirror_status_2xx_total", "healthy"),
+        n as f64
+    );
+}
+per_haproxy!(dead_and_slow_targets_leave_the_healthy_one_alone);
