@@ -1,7 +1,7 @@
-//! Several mirror targets with their own policy (`--config FILE`), end to end through a real
-//! HAProxy (2.6, 2.8, and 3.x with env `HAPROXY3`) and the real `spoa-mirror` binary, each
-//! target a recording sink: sampling fractions and sticky keys, rate caps, redaction and Host /
-//! forwarding headers, isolation of a dead and a slow target, and reload at SIGHUP.
+//! Mirror targets with their own policy (`--config FILE`), end to end through a real HAProxy
+//! (2.6, 2.8, and 3.x with env `HAPROXY3`) and the real `spoa-mirror` binary, each target a
+//! recording sink: sampling fractions and sticky keys, rate caps, redaction and Host /
+//! forwarding headers. tests/targets_ops.rs has isolation, reload and `--check-config`.
 //!
 //! Every loop is bounded in count and time. The long measurements (10,000 requests, 10 s at
 //! five times a rate cap) are `#[ignore]`d with a reason; a short version of each always runs.
@@ -10,120 +10,11 @@ mod common;
 
 use common::agent::AgentProcess;
 use common::client::HttpConn;
-use common::haproxy::{Haproxy, HaproxyBin, MirrorSetup, MIRROR_ARGS};
-use common::sink::{Recorded, Sink};
+use common::haproxy::HaproxyBin;
+use common::sink::Sink;
+use common::targets::*;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-const SETTLE: Duration = Duration::from_secs(20);
-
-/// The documented message arguments plus the client address.
-fn args_with_src() -> String {
-    format!("{MIRROR_ARGS} arg_src=src")
-}
-
-/// A `[[target]]` table.
-fn target(name: &str, sink: &Sink, extra: &str) -> String {
-    format!(
-        "[[target]]\nname = \"{name}\"\nurl = \"{}\"\n{extra}\n",
-        sink.url()
-    )
-}
-
-/// Writes the config file in a temp dir kept by the caller.
-fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
-    let path = dir.path().join("targets.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-/// HAProxy in front of `agent`, with `arg_src=src` in the message.
-async fn haproxy(bin: &HaproxyBin, primary: &Sink, agent: &AgentProcess) -> Haproxy {
-    let mut setup = MirrorSetup::new(bin, primary.addr(), agent.addr());
-    setup.message_args = args_with_src();
-    Haproxy::start(bin, &setup).await
-}
-
-/// Sends `n` requests over `conns` keep-alive connections, request `i` with the headers
-/// `headers(i)`; every one must get the primary's 200. Returns how long it took.
-async fn send(
-    hap: &Haproxy,
-    n: usize,
-    conns: usize,
-    headers: impl Fn(usize) -> Vec<(String, String)> + Send + Sync + Clone + 'static,
-    path: &'static str,
-) -> Duration {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..conns {
-        let (addr, headers) = (hap.addr(), headers.clone());
-        tasks.spawn(async move {
-            let mut conn = HttpConn::connect(addr).await.unwrap();
-            for i in (c..n).step_by(conns) {
-                let h = headers(i);
-                let h: Vec<(&str, &str)> =
-                    h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-                let r = conn
-                    .request("GET", &format!("{path}{i}"), &h, b"")
-                    .await
-                    .unwrap();
-                assert_eq!(r.status, 200, "request {i}");
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
-    started.elapsed()
-}
-
-/// Every byte a sink was handed for this request, as text (request line, headers, body).
-fn bytes_of(r: &Recorded) -> String {
-    let mut s = format!("{} {} {}\n", r.method, r.target, r.version);
-    for (n, v) in &r.headers {
-        s.push_str(&format!(
-            "{}: {}\n",
-            String::from_utf8_lossy(n.as_ref()),
-            String::from_utf8_lossy(v.as_ref())
-        ));
-    }
-    s.push_str(&String::from_utf8_lossy(&r.body));
-    s
-}
-
-/// The request index a sink got (the last path segment).
-fn index(r: &Recorded) -> usize {
-    r.target
-        .rsplit('/')
-        .next()
-        .and_then(|i| i.parse().ok())
-        .unwrap()
-}
-
-/// Waits (bounded: every 20 ms for [`SETTLE`]) until the sum of the agent's `fields` reaches
-/// `want`: e.g. every offered request sent or dropped, so counts read afterwards are final.
-async fn settle(agent: &AgentProcess, fields: &[&str], want: f64) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let m = agent.metrics().await;
-        let v: f64 = fields.iter().map(|f| m.get(f).unwrap_or(0.0)).sum();
-        if v >= want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{fields:?} = {v}, want {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-const ENDED: &[&str] = &[
-    "mirror_sent_total",
-    "mirror_dropped_sampled_out",
-    "mirror_dropped_filtered",
-    "mirror_dropped_rate_limited",
-    "mirror_dropped_breaker_open",
-    "mirror_dropped_queue_full",
-    "mirror_dropped_memory",
-];
 
 /// A secret in Authorization, a cookie and a header never reaches a target that redacts
 /// them, nor the agent's log; Host and the forwarding headers are as configured.
@@ -384,65 +275,3 @@ per_haproxy!(
     #[ignore = "10 s at five times the cap, per HAProxy version"]
     rate_cap_10s
 );
-
-/// One target refuses connections, one answers slowly (small queue, short timeout), a third
-/// is healthy: the healthy one gets every request, the clients every answer, at once.
-async fn dead_and_slow_targets_leave_the_healthy_one_alone(bin: HaproxyBin) {
-    let (primary, slow, healthy) = (
-        Sink::start("primary").await,
-        Sink::start("slow").await,
-        Sink::start("healthy").await,
-    );
-    slow.set_delay(Duration::from_secs(3)).await;
-    let dead_port = common::free_port();
-    let text = format!(
-        "[[target]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}\"\n\
-         breaker = {{ failures = 5, cool-down = \"1h\" }}\n{}{}",
-        target(
-            "slow",
-            &slow,
-            "timeout = \"500ms\"\nconcurrency = 2\nqueue = 4"
-        ),
-        target("healthy", &healthy, ""),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let agent = AgentProcess::builder()
-        .args(["--config", &write_config(&dir, &text)])
-        .start()
-        .await;
-    let hap = haproxy(&bin, &primary, &agent).await;
-    let n = 300;
-    let took = send(&hap, n, 4, |_| Vec::new(), "/h/").await;
-    assert!(
-        took < Duration::from_secs(10),
-        "clients slowed down: {took:?}"
-    );
-    let got: HashSet<usize> = healthy
-        .wait_for(n, SETTLE)
-        .await
-        .iter()
-        .map(index)
-        .collect();
-    assert_eq!(got.len(), n);
-    // Every request ended at every target (sent, failed or dropped): the counters are final.
-    settle(&agent, ENDED, (3 * n) as f64).await;
-    let m = agent.metrics().await;
-    let series = |name: &str, t: &str| {
-        m.samples
-            .iter()
-            .find(|(s, l, _)| s == name && l.contains(&format!("target=\"{t}\"")))
-            .map_or(0.0, |(_, _, v)| *v)
-    };
-    // The dead target's breaker opened once and short-circuited the rest.
-    assert_eq!(
-        series("spoa_mirror_mirror_breaker_opened_total", "dead"),
-        1.0
-    );
-    assert!(series("spoa_mirror_mirror_dropped_breaker_open_total", "dead") >= (n - 10) as f64);
-    assert!(series("spoa_mirror_mirror_dropped_queue_full_total", "slow") > 0.0);
-    assert_eq!(
-        series("spoa_mirror_mirror_status_2xx_total", "healthy"),
-        n as f64
-    );
-}
-per_haproxy!(dead_and_slow_targets_leave_the_healthy_one_alone);

@@ -74,6 +74,7 @@ pub mod client;
 pub mod haproxy;
 pub mod http;
 pub mod sink;
+pub mod targets;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
