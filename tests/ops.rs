@@ -537,6 +537,35 @@ async fn examples_pass_haproxy_check(bin: HaproxyBin) {
         }
     }
     assert_eq!(checked, events.len() * 3);
+
+    // Several targets: haproxy-targets.cfg with spoe-mirror-targets.cfg (`arg_src=src`).
+    let spoe_path = dir.path().join("spoe-mirror-targets.cfg");
+    std::fs::copy(examples.join("spoe-mirror-targets.cfg"), &spoe_path).unwrap();
+    let mut cfg = std::fs::read_to_string(examples.join("haproxy-targets.cfg")).unwrap();
+    cfg = cfg.replace(
+        "/etc/haproxy/spoe-mirror-targets.cfg",
+        spoe_path.to_str().unwrap(),
+    );
+    cfg = cfg.replace("bind :80", &format!("bind 127.0.0.1:{}", free_port()));
+    if bin.is_spop_mode() {
+        cfg = cfg.replace(
+            "backend mirroragents\n    mode tcp\n",
+            "backend mirroragents\n    mode spop\n",
+        );
+    }
+    let path = dir.path().join("haproxy-targets.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let out = Command::new(&bin.path)
+        .args(["-c", "-V", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Configuration file is valid"),
+        "haproxy-targets.cfg:\n{text}"
+    );
 }
 
 per_haproxy!(examples_pass_haproxy_check);

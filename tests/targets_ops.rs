@@ -241,3 +241,21 @@ async fn sighup_without_config_still_stops() {
         .expect("still running");
     assert!(status.success(), "{status}");
 }
+
+/// The shipped examples/targets.toml is valid and says what its comments say.
+#[test]
+fn example_targets_file_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/targets.toml");
+    let (code, out, err) = run(&["--check-config", path]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "target staging: http://staging.example.com:8080/",
+        "sample 10% by Cookie(\"SESSIONID\")",
+        "target canary: https://canary.example.com/",
+        "rate 50/s, burst 10",
+        "breaker after 5 failures, cool-down 30s",
+        "target analytics: http://analytics.example.com:9000/ingest",
+    ] {
+        assert!(out.contains(want), "{want} not in:\n{out}");
+    }
+}
