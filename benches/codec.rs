@@ -7,6 +7,7 @@
 mod support;
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, Criterion};
+use spoa_mirror::config::{HostPolicy, PolicyConfig, Rules, SampleKey, Sampling};
 use spoa_mirror::mirror::{self, Base, Notes};
 use spoa_mirror::spop::{
     Arg, Frame, FrameDecoder, FrameHeader, FrameType, Message, Payload, TypedData,
@@ -193,6 +194,45 @@ fn bench_codec(c: &mut Criterion) {
     c.bench_function("build http::Request POST", |b| {
         b.iter(|| black_box(mirror::build_request(black_box(&post_req), &base, &[]).unwrap()))
     });
+    // Per-target policy: none, and a rule set (sticky sample by cookie, redaction of
+    // Authorization and Cookie, Host set to the target, X-Forwarded-For).
+    let authority: http::uri::Authority = "staging:8080".parse().unwrap();
+    let shared = std::sync::Arc::new(get_req.clone());
+    let no_policy = mirror::PolicyBench::new(PolicyConfig::default(), authority.clone());
+    let rules = Rules {
+        redact_headers: vec![http::header::AUTHORIZATION, http::header::COOKIE],
+        host: HostPolicy::Target,
+        x_forwarded_for: true,
+        ..Rules::default()
+    };
+    let with_rules = mirror::PolicyBench::new(
+        PolicyConfig {
+            sample: Some(Sampling {
+                percent: 100.0,
+                by: SampleKey::Cookie("session".into()),
+            }),
+            rules: Some(rules),
+            ..PolicyConfig::default()
+        },
+        authority,
+    );
+    assert!(no_policy.decide(&shared) && with_rules.decide(&shared));
+    c.bench_function("policy: none", |b| {
+        b.iter(|| black_box(no_policy.decide(black_box(&shared))))
+    });
+    c.bench_function("policy: sticky sample + redaction + host + xff", |b| {
+        b.iter(|| black_box(with_rules.decide(black_box(&shared))))
+    });
+    println!(
+        "allocations per op: policy none {:.1}, policy with rules {:.1}",
+        allocations_per_op(|| {
+            black_box(no_policy.decide(&shared));
+        }),
+        allocations_per_op(|| {
+            black_box(with_rules.decide(&shared));
+        }),
+    );
+
     println!(
         "allocations per op: parse hdrs_bin {:.1}, mirror::parse GET {:.1}, mirror::parse POST {:.1}, build GET {:.1}, build POST {:.1}",
         allocations_per_op(|| {

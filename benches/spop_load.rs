@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench spop_load -- [--connections 8] [--depth 16] [--duration 10s]
 //!                                  [--style 2|3] [--agent PATH] [--rate N] [--sink-delay D]
-//!                                  [-- AGENT-ARGS...]
+//!                                  [--targets N] [--rules] [-- AGENT-ARGS...]
 //! ```
 //!
 //! Reports mirrored requests/s, ACK latency p50/p99/p999 (NOTIFY written → ACK read, as HAProxy
@@ -20,6 +20,11 @@
 //! "pipelining,async"); `--style 3` like 3.1+ (odd stream-ids per connection, "pipelining").
 //! `--rate N` paces the whole run to N NOTIFY/s (0 = as fast as the depth allows), to measure
 //! latency below capacity.
+//!
+//! `--targets N` mirrors every request to N targets, all on the sink: `-u` plus N-1 targets of
+//! a `--config` file (the sink then expects N requests per NOTIFY). `--rules` gives each
+//! file target a rule set (sticky 100 % sample by a header, redaction of Authorization and
+//! Cookie, Host set to the target, X-Forwarded-For), to measure what the policy costs.
 
 mod support;
 use bytes::{Buf, Bytes, BytesMut};
@@ -50,6 +55,8 @@ struct Options {
     sink_delay: Duration,
     agent: String,
     agent_args: Vec<String>,
+    targets: u64,
+    rules: bool,
 }
 
 fn parse_options() -> Options {
@@ -62,6 +69,8 @@ fn parse_options() -> Options {
         sink_delay: Duration::ZERO,
         agent: env!("CARGO_BIN_EXE_spoa-mirror").to_string(),
         agent_args: Vec::new(),
+        targets: 1,
+        rules: false,
     };
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without it, and
     // then a one-second smoke run is enough to show the tool and the agent work.
@@ -86,6 +95,8 @@ fn parse_options() -> Options {
             "--style" => o.style = value("--style").parse().expect("2 or 3"),
             "--rate" => o.rate = value("--rate").parse().expect("number"),
             "--agent" => o.agent = value("--agent"),
+            "--targets" => o.targets = value("--targets").parse().expect("number"),
+            "--rules" => o.rules = true,
             "--sink-delay" => {
                 o.sink_delay = humantime::parse_duration(&value("--sink-delay")).expect("duration")
             }
@@ -103,6 +114,7 @@ fn parse_options() -> Options {
         "--connections 1..1000"
     );
     assert!(o.depth >= 1 && o.depth <= 1000, "--depth 1..1000");
+    assert!(o.targets >= 1 && o.targets <= 16, "--targets 1..16");
     assert!(
         o.duration <= Duration::from_secs(600),
         "--duration at most 10m"
@@ -420,12 +432,20 @@ async fn scrape(port: u16) -> String {
 }
 
 /// One sample's value; 0 when absent.
+/// The sum of every series of `name` (one per target when there are several).
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// The upper bound (µs) of the bucket of a Prometheus histogram that holds quantile `q`.
@@ -500,6 +520,23 @@ fn main() {
         if to_sink {
             cmd.args(["-u", &format!("http://{sink_addr}/")]);
         }
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        if to_sink && (o.targets > 1 || o.rules) {
+            let rules = if o.rules {
+                "sample = { percent = 100, by = \"header:user-agent\" }\n\
+                 redact-headers = [\"authorization\", \"cookie\"]\n\
+                 host = \"target\"\nx-forwarded-for = true\n"
+            } else {
+                ""
+            };
+            let file: String = (2..=o.targets.max(2))
+                .map(|i| format!("[[target]]\nname = \"t{i}\"\nurl = \"http://{sink_addr}/\"\n{rules}"))
+                .collect();
+            let path = config_dir.path().join("targets.toml");
+            std::fs::write(&path, file).expect("write targets.toml");
+            cmd.arg("--config").arg(&path);
+        }
+        let per_notify = if to_sink { o.targets.max(1 + u64::from(o.rules)) } else { 0 };
         cmd.args(o.agent_args.iter().filter(|a| *a != "--no-mirror"));
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
         let agent = Agent(cmd.spawn().expect("start the agent"));
@@ -540,7 +577,7 @@ fn main() {
         let mirrored_expected = to_sink;
         let drain = Instant::now() + Duration::from_secs(15);
         while mirrored_expected
-            && sink.requests.load(Ordering::Relaxed) < acked
+            && sink.requests.load(Ordering::Relaxed) < acked * per_notify
             && Instant::now() < drain
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -550,7 +587,7 @@ fn main() {
         let mirrored = sink.requests.load(Ordering::Relaxed);
         latencies.sort_unstable();
         println!(
-            "spop_load: style {} connections {} depth {} duration {:.1}s rate {} mirror {}",
+            "spop_load: style {} connections {} depth {} duration {:.1}s rate {} mirror {} targets {}{}",
             o.style,
             o.connections,
             o.depth,
@@ -566,7 +603,9 @@ fn main() {
                 "none (no -u)".to_string()
             } else {
                 "from agent args".to_string()
-            }
+            },
+            per_notify,
+            if o.rules { " (with rules)" } else { "" },
         );
         println!(
             "  NOTIFY acked        {acked} ({:.0}/s)",
@@ -578,7 +617,7 @@ fn main() {
         );
         println!(
             "  lost                {}",
-            acked.saturating_sub(mirrored) * u64::from(mirrored_expected)
+            (acked * per_notify).saturating_sub(mirrored) * u64::from(mirrored_expected)
         );
         println!(
             "  ACK latency us      p50 {} p99 {} p999 {} max {}",

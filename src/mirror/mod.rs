@@ -42,6 +42,30 @@ use target::{Engine, Target};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// One target's policy on its own, for benches/codec.rs (not part of the agent's interface).
+#[doc(hidden)]
+pub struct PolicyBench {
+    policy: policy::Policy,
+    stats: crate::stats::TargetStats,
+}
+
+impl PolicyBench {
+    pub fn new(config: crate::config::PolicyConfig, authority: http::uri::Authority) -> Self {
+        PolicyBench {
+            policy: policy::Policy::new(config, authority),
+            stats: crate::stats::TargetStats::default(),
+        }
+    }
+
+    /// Whether the request would be queued (the rewritten copy, if any, is made and dropped).
+    pub fn decide(&self, request: &Arc<MirrorRequest>) -> bool {
+        matches!(
+            self.policy.decide(request, &self.stats),
+            policy::Verdict::Send(..)
+        )
+    }
+}
+
 /// Startup errors: the configuration cannot make a working mirror.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
