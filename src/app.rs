@@ -230,7 +230,8 @@ type Handlers = (Arc<dyn NotifyHandler>, Option<Mirror>);
 /// targets (`-u`, `--config`; every message name, as the original), else one that ACKs and
 /// forgets. Another kind of message (a response, for shadow comparison) is one more `route`.
 fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, String> {
-    match config.targets.is_empty() {
+    // With `--config` the engine runs even without targets, so a reload can add some.
+    match config.targets.is_empty() && config.config_file.is_none() {
         true => Ok((
             Arc::new(Router::new().default_route(Arc::new(Discard))),
             None,

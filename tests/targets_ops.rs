@@ -259,3 +259,56 @@ fn example_targets_file_is_valid() {
         assert!(out.contains(want), "{want} not in:\n{out}");
     }
 }
+
+/// Writes `text` to the config file, sends SIGHUP, and waits for `config_reloads_total`
+/// to reach `n`.
+async fn reload(agent: &AgentProcess, path: &str, text: String, n: f64) {
+    std::fs::write(path, text).unwrap();
+    agent.signal(libc::SIGHUP);
+    let (v, ok) = agent
+        .wait_metric("config_reloads_total", |v| v >= n, SETTLE)
+        .await;
+    assert!(ok, "config_reloads_total = {v}");
+}
+
+/// An agent started with `--config` and no targets takes some at SIGHUP; a kept target's new
+/// policy applies at once.
+async fn reload_adds_targets_and_changes_policy(bin: HaproxyBin) {
+    let (primary, a) = (Sink::start("primary").await, Sink::start("a").await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, "# no targets yet\n");
+    let agent = AgentProcess::builder()
+        .args(["--config", &path])
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let mut conn = HttpConn::connect(hap.addr()).await.unwrap();
+    reload(
+        &agent,
+        &path,
+        target("a", &a, "sample = { percent = 0 }"),
+        1.0,
+    )
+    .await;
+    for i in 0..5 {
+        assert_eq!(conn.get(&format!("/p/{i}")).await.unwrap().status, 200);
+    }
+    let (v, ok) = agent
+        .wait_metric("mirror_dropped_sampled_out", |v| v >= 5.0, SETTLE)
+        .await;
+    assert!(ok, "dropped_sampled_out = {v}");
+    reload(
+        &agent,
+        &path,
+        target("a", &a, "sample = { percent = 100 }"),
+        2.0,
+    )
+    .await;
+    for i in 5..10 {
+        assert_eq!(conn.get(&format!("/p/{i}")).await.unwrap().status, 200);
+    }
+    let mut got: Vec<usize> = a.wait_for(5, SETTLE).await.iter().map(index).collect();
+    got.sort_unstable();
+    assert_eq!(got, [5, 6, 7, 8, 9]);
+}
+per_haproxy!(reload_adds_targets_and_changes_policy);
