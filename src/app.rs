@@ -35,6 +35,9 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     for n in &config.run.notices {
         warn!("{n}");
     }
+    if config.config_file.is_some() {
+        log_targets(&config.targets);
+    }
     ready.ready();
 
     let Started {
@@ -87,6 +90,13 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
     0
 }
 
+/// Each target and its policy, one line each (no secrets: `set-headers` values are not shown).
+fn log_targets(targets: &[crate::config::TargetConfig]) {
+    for line in crate::cli::file::describe(targets).lines() {
+        info!("{}", line.trim_start());
+    }
+}
+
 /// SIGHUP with `--config`: re-read, check, swap; a bad file changes nothing.
 fn reload(config: &Config, mirror: Option<&Mirror>, stats: &Stats) {
     let Some(path) = &config.config_file else {
@@ -97,24 +107,21 @@ fn reload(config: &Config, mirror: Option<&Mirror>, stats: &Stats) {
     let result = match (loaded, mirror) {
         (Err(e), _) => Err(e),
         (Ok(targets), Some(m)) => {
-            let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+            let text = crate::cli::file::describe(&targets);
             m.reload(targets)
-                .map(|()| names)
+                .map(|()| text)
                 .map_err(|e| format!("cannot start mirroring: {e}"))
         }
-        (Ok(targets), None) if targets.is_empty() => Ok(Vec::new()),
-        (Ok(_), None) => {
-            Err("the agent started without mirror targets; restart it to add some".to_string())
-        }
+        // With `--config` the engine always runs (see `mirror_handler`).
+        (Ok(_), None) => Err("no mirror engine".to_string()),
     };
     match result {
-        Ok(names) => {
+        Ok(text) => {
             crate::stats::inc(&stats.config_reloads_total);
-            info!(
-                "SIGHUP: {} reloaded, targets: [{}]",
-                path.display(),
-                names.join(", ")
-            );
+            info!("SIGHUP: {} reloaded", path.display());
+            for line in text.lines() {
+                info!("{}", line.trim_start());
+            }
         }
         Err(e) => {
             crate::stats::inc(&stats.config_reload_failed_total);

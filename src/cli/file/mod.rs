@@ -183,10 +183,54 @@ pub fn describe(targets: &[TargetConfig]) -> String {
             );
         }
         if let Some(r) = &p.rules {
-            let _ = writeln!(out, "  rules {r:?}");
+            let _ = writeln!(out, "  rules: {}", rules_summary(r));
         }
     }
     out
+}
+
+/// The rules in one line; values set by `set-headers` are not shown (they may be tokens).
+fn rules_summary(r: &crate::config::Rules) -> String {
+    use crate::config::HostPolicy;
+    let names = |v: &[http::HeaderName]| {
+        v.iter()
+            .map(http::HeaderName::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut parts = Vec::new();
+    if !r.methods.is_empty() {
+        let m: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
+        parts.push(format!("methods {}", m.join(" ")));
+    }
+    if let Some(p) = &r.path_include {
+        parts.push(format!("paths {}", p.patterns().join(" ")));
+    }
+    if let Some(p) = &r.path_exclude {
+        parts.push(format!("not paths {}", p.patterns().join(" ")));
+    }
+    if !r.remove_headers.is_empty() {
+        parts.push(format!("remove {}", names(&r.remove_headers)));
+    }
+    if !r.redact_headers.is_empty() {
+        parts.push(format!("redact {}", names(&r.redact_headers)));
+    }
+    if !r.set_headers.is_empty() {
+        let set: Vec<http::HeaderName> = r.set_headers.iter().map(|(n, _)| n.clone()).collect();
+        parts.push(format!("set {}", names(&set)));
+    }
+    match &r.host {
+        HostPolicy::Keep => {}
+        HostPolicy::Target => parts.push("host target".into()),
+        HostPolicy::Literal(v) => parts.push(format!("host {}", v.to_str().unwrap_or("?"))),
+    }
+    if r.x_forwarded_for {
+        parts.push("x-forwarded-for".into());
+    }
+    if r.forwarded {
+        parts.push("forwarded".into());
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]

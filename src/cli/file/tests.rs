@@ -141,3 +141,26 @@ fn dash_u_is_the_default_target() {
     assert!(combine(Some(&cli), clash.clone()).is_err());
     assert_eq!(combine(None, clash).unwrap().len(), 1);
 }
+
+#[test]
+fn describe_shows_rules_but_not_set_values() {
+    let t = parse(
+        "[[target]]\nname = \"a\"\nurl = \"http://a\"\nmethods = [\"GET\"]\n\
+         path-include = [\"^/api/\"]\nredact-headers = [\"cookie\"]\n\
+         set-headers = { \"X-Token\" = \"SECRET\" }\nhost = \"target\"\nforwarded = true\n",
+        &defaults(),
+    )
+    .unwrap();
+    let text = describe(&t);
+    assert!(
+        text.contains(
+            "  rules: methods GET, paths ^/api/, redact cookie, set x-token, host target, forwarded"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("SECRET"));
+    assert_eq!(
+        describe(&[]),
+        "no mirror targets: the agent ACKs and mirrors nothing\n"
+    );
+}
