@@ -44,6 +44,7 @@ async fn dead_and_slow_targets_leave_the_healthy_one_alone(bin: HaproxyBin) {
         took < Duration::from_secs(10),
         "clients slowed down: {took:?}"
     );
+    let n = received(&agent, &hap, n).await;
     let got: HashSet<usize> = healthy
         .wait_for(n, SETTLE)
         .await
@@ -132,7 +133,8 @@ async fn reload_under_load(bin: HaproxyBin) {
         "no reason logged"
     );
     load.await.unwrap();
-    // `a` stayed through both: every request, once.
+    let n = received(&agent, &hap, n).await;
+    // `a` stayed through both: every request the agent got, once.
     let got: Vec<usize> = a.wait_for(n, SETTLE).await.iter().map(index).collect();
     assert_eq!(got.len(), n);
     assert_eq!(got.iter().copied().collect::<HashSet<_>>().len(), n);

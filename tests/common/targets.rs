@@ -117,3 +117,30 @@ pub const ENDED: &[&str] = &[
     "mirror_dropped_queue_full",
     "mirror_dropped_memory",
 ];
+
+/// The messages the agent received (`notify_total`) for the `n` requests the clients sent and
+/// got answers to (HAProxy answers only after the ACK, or after giving up on the message).
+/// On a loaded machine HAProxy may give up on a few (an SPOE timeout, in its log): those never
+/// reach the agent, so the tests count from what the agent got. At most 1 % may be missing,
+/// and only with HAProxy saying why.
+pub async fn received(agent: &AgentProcess, hap: &Haproxy, n: usize) -> usize {
+    let got = agent.metric("notify_total").await as usize;
+    if got < n {
+        let errors = hap.spoe_errors();
+        eprintln!(
+            "HAProxy sent {got} of {n} messages; its SPOE errors: {:?}",
+            errors.iter().take(5).collect::<Vec<_>>()
+        );
+        assert!(
+            !errors.is_empty(),
+            "{} messages missing and HAProxy logged no SPOE error",
+            n - got
+        );
+        assert!(
+            got * 100 >= n * 99,
+            "only {got} of {n} messages reached the agent"
+        );
+    }
+    assert!(got <= n, "{got} messages for {n} requests");
+    got
+}
