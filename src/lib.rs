@@ -13,10 +13,22 @@
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
+// House rules, enforced: no panic on wire input, a config file or any other input. Outside
+// tests, nothing may unwrap, expect, panic or index a slice (use `get` and handle `None`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod handler;
 pub mod listener;
 pub mod logging;
