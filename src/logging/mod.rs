@@ -32,14 +32,14 @@ use tracing_subscriber::EnvFilter;
 static GUARD: Mutex<Option<BatchGuard>> = Mutex::new(None);
 
 /// The longest a line waits in the batch before it is written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes waiting that make the writer start a write before the interval is over.
 const WAKE_BYTES: usize = 64 * 1024;
 /// Bytes waiting at most: beyond, lines are dropped (and counted) rather than make the thread
 /// that logs wait.
-pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// At most one "log lines dropped" line per interval (and one at exit).
-pub const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Log lines dropped since the process started, every batch together.
 static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -99,7 +99,7 @@ pub fn flush() {
 
 /// What a batch writes to: how long the last lines may take to go out at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// The `-l` file: written out in full at exit (up to 30 s).
     File,
     /// stdout: a stalled reader gets one second at exit.
@@ -107,7 +107,7 @@ pub enum Output {
 }
 
 /// Log lines waiting for the writer thread, shared by every logging thread.
-pub struct Batch {
+pub(crate) struct Batch {
     state: Mutex<BatchState>,
     /// Wakes the writer: the first line of a batch, [`WAKE_BYTES`] waiting, or shutdown.
     ready: Condvar,
@@ -135,14 +135,14 @@ struct BatchState {
 
 /// The `MakeWriter` of a [`Batch`].
 #[derive(Clone)]
-pub struct BatchWriter(Arc<Batch>);
+pub(crate) struct BatchWriter(Arc<Batch>);
 
 /// Stops the writer thread on drop, after it wrote what is waiting.
-pub struct BatchGuard(Arc<Batch>);
+pub(crate) struct BatchGuard(Arc<Batch>);
 
 impl Batch {
     /// Starts the writer thread on `out`. Without a thread (cannot spawn), lines go nowhere.
-    pub fn start(
+    pub(crate) fn start(
         out: impl Write + Send + 'static,
         output: Output,
         eager: bool,
@@ -168,7 +168,8 @@ impl Batch {
     }
 
     /// Lines this batch dropped because [`MAX_BYTES`] were waiting.
-    pub fn dropped_total(&self) -> u64 {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn dropped_total(&self) -> u64 {
         self.lock().dropped_total
     }
 

@@ -170,7 +170,7 @@ pub struct TargetStats {
 
 impl Stats {
     /// Registers a target's counters (the engine does, once per target).
-    pub fn add_target(&self, name: &str) -> Arc<TargetStats> {
+    pub(crate) fn add_target(&self, name: &str) -> Arc<TargetStats> {
         let target = Arc::new(TargetStats {
             name: name.to_owned(),
             ..TargetStats::default()
@@ -198,22 +198,22 @@ impl Stats {
 }
 
 /// Adds one.
-pub fn inc(counter: &AtomicU64) {
+pub(crate) fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Release);
 }
 
 /// Takes one away (gauges).
-pub fn dec(counter: &AtomicU64) {
+pub(crate) fn dec(counter: &AtomicU64) {
     counter.fetch_sub(1, Ordering::Release);
 }
 
 /// Adds `n` (gauges of bytes).
-pub fn add(counter: &AtomicU64, n: u64) {
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Release);
 }
 
 /// Takes `n` away (gauges of bytes).
-pub fn sub(counter: &AtomicU64, n: u64) {
+pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Ordering::Release);
 }
 

@@ -1,15 +1,15 @@
 //! Everything HAProxy can get wrong on one connection, and the one place that maps each to its
 //! AGENT-DISCONNECT status (SPOE §3.5).
 
-use crate::spop::{Error, FrameType, Status};
+use crate::spop::{Error, FrameType, HelloError, Status};
 
 /// Everything HAProxy can get wrong, each with its AGENT-DISCONNECT status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     #[error("cannot decode {0}: {1}")]
     Decode(&'static str, Error),
-    #[error("HAPROXY-HELLO refused: {}", .0.reason())]
-    HelloRefused(Status),
+    #[error("HAPROXY-HELLO refused: {0}")]
+    HelloRefused(HelloError),
     #[error("expected HAPROXY-HELLO, got {} (type {})", .0.name(), .0.to_u8())]
     ExpectedHello(FrameType),
     #[error("second HAPROXY-HELLO")]
@@ -38,7 +38,13 @@ impl ProtocolError {
         match self {
             ProtocolError::Decode(_, Error::FrameTooBig { .. }) => Status::FrameTooBig,
             ProtocolError::Decode(..) => Status::InvalidFrame,
-            ProtocolError::HelloRefused(status) => *status,
+            ProtocolError::HelloRefused(e) => match e {
+                HelloError::NoVersion => Status::NoVersion,
+                HelloError::BadVersion => Status::BadVersion,
+                HelloError::NoFrameSize => Status::NoFrameSize,
+                HelloError::BadFrameSize => Status::BadFrameSize,
+                HelloError::NoCapabilities => Status::NoCapabilities,
+            },
             ProtocolError::ExpectedHello(_)
             | ProtocolError::SecondHello
             | ProtocolError::UnexpectedFrame(_)
