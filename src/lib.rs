@@ -1,7 +1,7 @@
 //! `spoa-mirror`: an HAProxy SPOE agent that mirrors HTTP requests to another server.
 //!
 //! HAProxy's SPOE filter sends a copy of each request over SPOP ([`spop`]); the agent ACKs at
-//! once ([`connection`]) and hands the decoded messages to a [`handler::NotifyHandler`], the
+//! once (`connection`) and hands the decoded messages to a [`handler::NotifyHandler`], the
 //! [`mirror`] engine, which fires the request at the mirror URL without making HAProxy wait.
 //!
 //! Layout: `spop` is the pure codec; `listener` and `connection` speak it over TCP; `mirror`

@@ -2,19 +2,19 @@
 //! `EnvFilter` (`--log-level` or `RUST_LOG`), written to stdout or to the `-l` file.
 //!
 //! Every destination (stdout, which HAProxy `program` sections and journald collect, or the
-//! `-l` file) goes through one [`Batch`]: lines are appended to a buffer and a background
+//! `-l` file) goes through one `Batch`: lines are appended to a buffer and a background
 //! thread writes them. The thread that logs never waits for the output: a stalled reader or a
-//! slow disk only fills the buffer, and past [`MAX_BYTES`] lines are dropped, counted
+//! slow disk only fills the buffer, and past `MAX_BYTES` lines are dropped, counted
 //! ([`lines_dropped`], the metric `log_lines_dropped_total`) and reported by one line in the
-//! log at most every [`DROP_NOTICE_INTERVAL`]. An ACK therefore never waits on logging.
-//! - stdout, `-l a:FILE`, `-l w:FILE`, `-l FILE`: a batch is written every [`FLUSH_INTERVAL`]
-//!   or once [`WAKE_BYTES`] wait.
+//! log at most every `DROP_NOTICE_INTERVAL`. An ACK therefore never waits on logging.
+//! - stdout, `-l a:FILE`, `-l w:FILE`, `-l FILE`: a batch is written every `FLUSH_INTERVAL`
+//!   or once `WAKE_BYTES` wait.
 //! - `-l A:FILE`, `-l W:FILE` and a terminal: every line is handed to the writer at once.
 //!
 //! Batching matters because the agent logs one line per mirrored request: a channel per line
 //! (tracing-appender) cost a futex wake-up and a write(2) per line, about a fifth of the
 //! agent's CPU at 20,000 requests/s (BENCHMARKS.md). Like the original's block-buffered
-//! stdout, lines reach the output within [`FLUSH_INTERVAL`] (at once on a terminal).
+//! stdout, lines reach the output within `FLUSH_INTERVAL` (at once on a terminal).
 //!
 //! [`flush`] must run before the process exits: it waits until every queued line is written.
 

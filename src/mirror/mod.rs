@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Building the request ([`message::parse`], pure) is separate from delivering it
-//! ([`target::Target`]): each target decides, queues and delivers on its own, so a slow or
+//! (`target::Target`): each target decides, queues and delivers on its own, so a slow or
 //! dead target never holds up another, nor an ACK. Today one target is built from `-u`;
 //! per-target policy (sampling, rate caps, rules) goes in front of each target's queue, in
 //! `Target::offer`.
