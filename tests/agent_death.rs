@@ -1,0 +1,309 @@
+//! When the agent really dies (issue 17): what HAProxy's clients feel when the agent process is
+//! SIGKILLed under steady load and stays dead, with the settings of the examples as they were
+//! (HAProxy's defaults for the rest) and with the settings the examples now recommend.
+//!
+//! A few keep-alive clients send GETs through HAProxy (SPOE filter → agent → mirror sink) one
+//! after another; once mirroring is seen working the agent is SIGKILLed; the test waits for
+//! HAProxy to mark the agent's server DOWN, lets every client send some more requests, then
+//! stops the load. Each request's latency and status is recorded. Printed on
+//! `RELIABILITY agent-death` lines: requests, errors, p50 / p99 / max latency of the requests
+//! that finished after the kill, how many took longer than 50 ms, when the server went DOWN,
+//! and the SPOE event statuses HAProxy logged. Figures: RELIABILITY.md, "When the agent dies".
+//!
+//! Asserted, because it must hold: no client request fails (a dead agent never changes the
+//! production answer), and no request waits longer than the SPOE `timeout processing` (which
+//! bounds each event, from acquiring a connection to the agent to its ACK) plus a scheduling
+//! margin. Latency figures themselves are measurements, not assertions.
+//!
+//! `cargo test --test agent_death -- --test-threads 1 --nocapture`
+
+mod common;
+
+use common::agent::AgentProcess;
+use common::client::HttpConn;
+use common::haproxy::{
+    spoe_statuses, Haproxy, HaproxyBin, MirrorSetup, AGENT_BACKEND, AGENT_SERVER,
+};
+use common::sink::Sink;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Concurrent keep-alive clients.
+const CLIENTS: usize = 4;
+/// Upper bound on the requests of one client (the load normally stops long before).
+const MAX_PER_CLIENT: usize = 50_000;
+/// Requests every client sends after the agent's server is DOWN, to see the steady state.
+const AFTER_DOWN_PER_CLIENT: usize = 100;
+/// Deadline for each phase (mirroring seen, server DOWN, requests after DOWN).
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Above the `timeout processing` bound: timer granularity and scheduling on a loaded
+/// 2-core machine (tests run side by side), plus the primary's answer.
+const MARGIN: Duration = Duration::from_millis(500);
+/// A request slower than this counts as "slow" in the report.
+const SLOW: Duration = Duration::from_millis(50);
+
+/// One set of HAProxy settings for the agent's backend and SPOE agent.
+struct Settings {
+    name: &'static str,
+    /// SPOE `timeout processing`.
+    processing: Duration,
+    /// `check inter` of the agent's server.
+    check_inter: Duration,
+    /// Lines of `backend mirroragents` (before the server line).
+    backend: Vec<String>,
+    /// Extra lines of the `spoe-agent` section.
+    spoe: Vec<String>,
+}
+
+/// The examples before issue 17: `timeout connect 5s`, `check inter 2s`, `timeout processing
+/// 5s`; HAProxy's defaults for the rest (`retries 3`, `fall 3`, no `observe`).
+fn example_settings() -> Settings {
+    Settings {
+        name: "example",
+        processing: Duration::from_secs(5),
+        check_inter: Duration::from_secs(2),
+        backend: vec!["timeout connect 5s".into(), "timeout server 1m".into()],
+        spoe: vec!["option set-on-error err".into()],
+    }
+}
+
+/// What the examples recommend now (see examples/haproxy-*.cfg for why).
+fn recommended_settings() -> Settings {
+    Settings {
+        name: "recommended",
+        processing: Duration::from_millis(200),
+        check_inter: Duration::from_secs(1),
+        backend: vec![
+            "timeout connect 100ms".into(),
+            "timeout server 1m".into(),
+            "retries 0".into(),
+            "default-server fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down".into(),
+        ],
+        spoe: vec!["option set-on-error err".into()],
+    }
+}
+
+/// The former example with only `timeout processing` lowered to the recommended value.
+fn processing_only_settings() -> Settings {
+    Settings {
+        name: "example+processing-200ms",
+        processing: recommended_settings().processing,
+        ..example_settings()
+    }
+}
+
+/// The former example with only the health adjustment added (`observe layer4 error-limit 1
+/// on-error mark-down`); `retries 3` and `timeout processing 5s` stay.
+fn observe_only_settings() -> Settings {
+    let mut s = example_settings();
+    s.name = "example+observe";
+    s.backend
+        .push("default-server observe layer4 error-limit 1 on-error mark-down".into());
+    s
+}
+
+/// The former example plus `option continue-on-error` (changes nothing for clients: it only
+/// decides whether later events of the same transaction still reach the agent).
+fn continue_on_error_settings() -> Settings {
+    let mut s = example_settings();
+    s.name = "example+continue-on-error";
+    s.spoe.push("option continue-on-error".into());
+    s
+}
+
+/// One request as a client saw it.
+struct Sample {
+    done: Instant,
+    latency: Duration,
+    /// HTTP status, 0 when the exchange failed (I/O error or timeout).
+    status: u16,
+}
+
+/// `q` quantile of sorted latencies (nearest rank).
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let idx = ((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    sorted.get(idx).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `CLIENTS` keep-alive clients sending GETs one after another until `stop`; `done` counts
+/// finished requests (all clients together).
+fn start_load(
+    frontend: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    done: Arc<watch::Sender<usize>>,
+) -> tokio::task::JoinSet<Vec<Sample>> {
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..CLIENTS {
+        let (stop, done) = (stop.clone(), done.clone());
+        clients.spawn(async move {
+            let mut samples = Vec::new();
+            let mut conn: Option<HttpConn> = None;
+            for i in 0..MAX_PER_CLIENT {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let start = Instant::now();
+                if conn.is_none() {
+                    conn = HttpConn::connect(frontend).await.ok();
+                }
+                let status = match conn.as_mut() {
+                    Some(k) => k
+                        .get(&format!("/death/{c}/{i}"))
+                        .await
+                        .map_or(0, |r| r.status),
+                    None => 0,
+                };
+                if status != 200 {
+                    // A failed exchange leaves the connection unusable: start a new one.
+                    conn = None;
+                }
+                let now = Instant::now();
+                samples.push(Sample {
+                    done: now,
+                    latency: now - start,
+                    status,
+                });
+                done.send_modify(|n| *n += 1);
+            }
+            samples
+        });
+    }
+    clients
+}
+
+/// Wait until `done` reaches `n`; false at the deadline.
+async fn wait_done(done: &watch::Sender<usize>, n: usize) -> bool {
+    let mut rx = done.subscribe();
+    let reached = matches!(
+        tokio::time::timeout(PHASE_TIMEOUT, rx.wait_for(|v| *v >= n)).await,
+        Ok(Ok(_))
+    );
+    reached
+}
+
+/// Run the scenario with `settings` on `bin` and print one `RELIABILITY agent-death` line.
+async fn agent_killed_under_load(bin: &HaproxyBin, settings: &Settings) {
+    let primary = Sink::start("primary").await;
+    let mirror = Sink::start("mirror").await;
+    let mut agent = AgentProcess::builder().mirror(&mirror.url()).start().await;
+    let mut setup = MirrorSetup::new(bin, primary.addr(), agent.addr());
+    setup.timeout_processing = settings.processing;
+    setup.check_inter = settings.check_inter;
+    setup.agent_backend_extra = settings.backend.clone();
+    setup.spoe_agent_extra = settings.spoe.clone();
+    let hap = Haproxy::start(bin, &setup).await;
+    let (status, up) = hap
+        .wait_server_status(AGENT_BACKEND, AGENT_SERVER, "UP", PHASE_TIMEOUT)
+        .await;
+    assert!(up, "agent server not UP: {status}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(watch::channel(0).0);
+    let mut clients = start_load(hap.addr(), stop.clone(), done.clone());
+
+    // Mirroring works under the load before the agent dies.
+    let mirrored = mirror.try_wait_for(50, PHASE_TIMEOUT).await.is_some();
+    let killed = Instant::now();
+    agent.signal(libc::SIGKILL);
+    let exited = agent.wait_exit(Duration::from_secs(5));
+    let (status, down) = hap
+        .wait_server_status(AGENT_BACKEND, AGENT_SERVER, "DOWN", PHASE_TIMEOUT)
+        .await;
+    let down_after = killed.elapsed();
+    let at_down = *done.borrow();
+    let settled = wait_done(&done, at_down + CLIENTS * AFTER_DOWN_PER_CLIENT).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    while let Some(joined) = clients.join_next().await {
+        samples.extend(joined.expect("client task"));
+    }
+    assert!(mirrored, "mirroring not seen working before the kill");
+    assert!(exited.is_some(), "agent did not die of SIGKILL");
+    assert!(down, "agent server not marked DOWN: {status}");
+    assert!(
+        settled,
+        "clients stalled after the agent's server went DOWN"
+    );
+
+    let errors = samples.iter().filter(|s| s.status != 200).count();
+    let mut after: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.done >= killed)
+        .map(|s| s.latency)
+        .collect();
+    after.sort();
+    let mut before: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.done < killed)
+        .map(|s| s.latency)
+        .collect();
+    before.sort();
+    let max = after.last().copied().unwrap_or_default();
+    let slow = after.iter().filter(|l| **l > SLOW).count();
+    let mut spoe: BTreeMap<u32, usize> = BTreeMap::new();
+    for st in spoe_statuses(&hap.log()) {
+        *spoe.entry(st).or_default() += 1;
+    }
+    eprintln!(
+        "RELIABILITY agent-death haproxy={} settings={}: {} requests ({} after the kill), \
+         errors {errors}; after the kill: p50 {}, p99 {}, max {}, {slow} over {}; before: p99 {}; \
+         server DOWN {} after the kill; SPOE event statuses {spoe:?}",
+        bin.label,
+        settings.name,
+        samples.len(),
+        after.len(),
+        ms(quantile(&after, 0.5)),
+        ms(quantile(&after, 0.99)),
+        ms(max),
+        ms(SLOW),
+        ms(quantile(&before, 0.99)),
+        ms(down_after),
+    );
+    assert_eq!(errors, 0, "client requests failed after the agent died");
+    assert!(
+        max <= settings.processing + MARGIN,
+        "a client waited {} with timeout processing {}",
+        ms(max),
+        ms(settings.processing)
+    );
+}
+
+/// The settings the examples recommend: the agent's death costs clients at most
+/// `timeout processing`, and HAProxy takes the agent out at its first failed connection.
+async fn agent_death_recommended(bin: HaproxyBin) {
+    agent_killed_under_load(&bin, &recommended_settings()).await;
+}
+
+per_haproxy!(agent_death_recommended);
+
+/// The examples' former settings (HAProxy's defaults for retries, fall, observe): clients wait
+/// until the health checks take the agent out.
+async fn agent_death_example(bin: HaproxyBin) {
+    agent_killed_under_load(&bin, &example_settings()).await;
+}
+
+per_haproxy!(agent_death_example);
+
+/// One setting at a time on top of the former example, to tell what each contributes (the
+/// figures of RELIABILITY.md). Measurement only: the two contracts above already hold.
+async fn agent_death_one_setting_at_a_time(bin: HaproxyBin) {
+    for settings in [
+        processing_only_settings(),
+        observe_only_settings(),
+        continue_on_error_settings(),
+    ] {
+        agent_killed_under_load(&bin, &settings).await;
+    }
+}
+
+per_haproxy!(
+    #[ignore = "measurement only (RELIABILITY.md), about 20 s per HAProxy version"]
+    agent_death_one_setting_at_a_time
+);
