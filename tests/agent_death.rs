@@ -29,6 +29,7 @@ use common::haproxy::{
 };
 use common::sink::Sink;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,21 +79,78 @@ fn example_settings() -> Settings {
     }
 }
 
-/// What the examples recommend now (see examples/haproxy-*.cfg for why).
+/// What the examples recommend now, read from them so that the test measures what they ship:
+/// `timeout processing` of examples/spoe-mirror.cfg, and the `backend mirroragents` of
+/// examples/haproxy-program.cfg (its `server` options become a `default-server` line, as the
+/// harness writes the server line itself; see the comments there for why each is set).
 fn recommended_settings() -> Settings {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let read = |name: &str| {
+        std::fs::read_to_string(examples.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let spoe = read("spoe-mirror.cfg");
+    let processing = spoe
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("timeout processing"))
+        .map(|v| haproxy_duration(v.trim()))
+        .expect("spoe-mirror.cfg sets timeout processing");
+    let haproxy = read("haproxy-program.cfg");
+    let section: Vec<&str> = haproxy
+        .lines()
+        .skip_while(|l| l.trim() != format!("backend {AGENT_BACKEND}"))
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let mut backend = Vec::new();
+    let mut check_inter = None;
+    for line in section {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            // The harness writes these itself.
+            ["mode", ..] | ["balance", ..] | ["option", "spop-check"] => {}
+            ["server", _name, _addr, options @ ..] => {
+                let mut rest = Vec::new();
+                let mut options = options.iter();
+                while let Some(option) = options.next() {
+                    match *option {
+                        "check" => {}
+                        "inter" => check_inter = options.next().map(|v| haproxy_duration(v)),
+                        other => rest.push(other),
+                    }
+                }
+                backend.push(format!("default-server {}", rest.join(" ")));
+            }
+            _ => backend.push(line.to_string()),
+        }
+    }
+    assert!(
+        backend.iter().any(|l| l.starts_with("default-server ")),
+        "no server line in haproxy-program.cfg's backend {AGENT_BACKEND}"
+    );
     Settings {
         name: "recommended",
-        processing: Duration::from_millis(200),
-        check_inter: Duration::from_secs(1),
-        backend: vec![
-            "timeout connect 100ms".into(),
-            "timeout server 1m".into(),
-            "retries 0".into(),
-            "default-server fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down \
-             on-marked-down shutdown-sessions"
-                .into(),
-        ],
+        processing,
+        check_inter: check_inter.expect("the example's agent server has `check inter`"),
+        backend,
         spoe: vec!["option set-on-error err".into()],
+    }
+}
+
+/// A duration as the examples write it: `200ms`, `1s`, `1m` (a bare number is milliseconds).
+fn haproxy_duration(text: &str) -> Duration {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("duration {text:?}"));
+    match unit {
+        "" | "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(60 * n),
+        _ => panic!("duration unit in {text:?}"),
     }
 }
 
@@ -221,6 +279,15 @@ async fn wait_done(done: &watch::Sender<usize>, n: usize, timeout: Duration) -> 
 
 /// Run the scenario with `settings` on `bin` and print one `RELIABILITY agent-death` line.
 async fn agent_dies_under_load(bin: &HaproxyBin, settings: &Settings, death: Death) {
+    eprintln!(
+        "RELIABILITY agent-death settings={}: timeout processing {}, check inter {}, \
+         backend {:?}, spoe-agent {:?}",
+        settings.name,
+        ms(settings.processing),
+        ms(settings.check_inter),
+        settings.backend,
+        settings.spoe
+    );
     let primary = Sink::start("primary").await;
     let mirror = Sink::start("mirror").await;
     let mut agent = AgentProcess::builder().mirror(&mirror.url()).start().await;
