@@ -34,7 +34,7 @@ done
 if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release --bin spoa-mirror --example http-sink >&2
 fi
-AGENT=target/release/spoa-mirror
+AGENT=${AGENT:-target/release/spoa-mirror}
 SINK=target/release/examples/http-sink
 
 DIR=$(mktemp -d /tmp/bench-haproxy.XXXXXX)

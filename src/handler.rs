@@ -37,14 +37,22 @@ pub trait MessageHandler: Send + Sync + 'static {
 /// A message handler alone also serves as a NOTIFY handler: every message goes to it.
 impl<T: MessageHandler> NotifyHandler for T {
     fn handle(&self, notify: Notify) {
+        let (ctx, messages) = Context::split(notify);
+        for message in messages {
+            self.message(&ctx, message);
+        }
+    }
+}
+
+impl Context {
+    /// A NOTIFY's context and its messages.
+    fn split(notify: Notify) -> (Context, Vec<Message>) {
         let ctx = Context {
             engine_id: notify.engine_id,
             stream_id: notify.stream_id,
             frame_id: notify.frame_id,
         };
-        for message in notify.messages {
-            self.message(&ctx, message);
-        }
+        (ctx, notify.messages)
     }
 }
 
@@ -85,12 +93,8 @@ impl Router {
 
 impl NotifyHandler for Router {
     fn handle(&self, notify: Notify) {
-        let ctx = Context {
-            engine_id: notify.engine_id,
-            stream_id: notify.stream_id,
-            frame_id: notify.frame_id,
-        };
-        for message in notify.messages {
+        let (ctx, messages) = Context::split(notify);
+        for message in messages {
             if let Some(handler) = self.handler_for(&message.name) {
                 handler.message(&ctx, message);
             }

@@ -1,7 +1,7 @@
 //! `spoa-mirror`: an HAProxy SPOE agent that mirrors HTTP requests to another server.
 //!
 //! HAProxy's SPOE filter sends a copy of each request over SPOP ([`spop`]); the agent ACKs at
-//! once ([`connection`]) and hands the decoded messages to a [`handler::NotifyHandler`], the
+//! once (`connection`) and hands the decoded messages to a [`handler::NotifyHandler`], the
 //! [`mirror`] engine, which fires the request at the mirror URL without making HAProxy wait.
 //!
 //! Layout: `spop` is the pure codec; `listener` and `connection` speak it over TCP; `mirror`
@@ -13,10 +13,22 @@
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
+// House rules, enforced: no panic on wire input, a config file or any other input. Outside
+// tests, nothing may unwrap, expect, panic or index a slice (use `get` and handle `None`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod handler;
 pub mod listener;
 pub mod logging;

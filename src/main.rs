@@ -4,6 +4,16 @@
 //! The order: `cli` → `Config` → `process` (pidfile, log file, `-D`) → `logging` → runtime
 //! → `app::run`. Only this file uses `cli`.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 use spoa_mirror::cli::{self, Action};
 use spoa_mirror::config::{Config, RunConfig};
 use spoa_mirror::process::{self, Pidfile, Readiness, EXIT_STARTUP};

@@ -7,9 +7,9 @@
 //! ```
 //!
 //! Building the request ([`message::parse`], pure) is separate from delivering it
-//! ([`target::Target`]): each target decides, queues and delivers on its own, so a slow or
+//! (`target::Target`): each target decides, queues and delivers on its own, so a slow or
 //! dead target never holds up another, nor an ACK. Targets come from `-u` and `--config`;
-//! per-target policy (rules, sampling, rate caps, circuit breaker: [`policy`]) runs in front of
+//! per-target policy (rules, sampling, rate caps, circuit breaker: `policy`) runs in front of
 //! each target's queue, in `Target::offer`. [`Mirror::reload`] swaps the target list.
 
 mod client;

@@ -4,7 +4,7 @@
 //! status code, so the parse and the policy stay apart.
 
 use super::data::{Kv, TypedData};
-use super::{Status, MIN_FRAME_SIZE, VERSION};
+use super::{MIN_FRAME_SIZE, VERSION};
 use bytes::Bytes;
 
 const KEY_SUPPORTED_VERSIONS: &[u8] = b"supported-versions";
@@ -52,6 +52,21 @@ impl Capabilities {
     }
 }
 
+/// Why a HAPROXY-HELLO is refused; `ProtocolError::status` gives each its status (SPOE §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    #[error("no supported-versions")]
+    NoVersion,
+    #[error("no supported version (the agent speaks 2.0)")]
+    BadVersion,
+    #[error("no max-frame-size")]
+    NoFrameSize,
+    #[error("max-frame-size below 256 or negative")]
+    BadFrameSize,
+    #[error("capabilities not a string")]
+    NoCapabilities,
+}
+
 /// A validated HAPROXY-HELLO.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaproxyHello {
@@ -64,7 +79,7 @@ pub struct HaproxyHello {
 impl HaproxyHello {
     /// Validates the KV items of a HAPROXY-HELLO. Unknown keys are skipped and for a repeated
     /// key the last value wins (H10). Keys are compared exactly.
-    pub fn from_kv(items: &[Kv]) -> Result<HaproxyHello, Status> {
+    pub fn from_kv(items: &[Kv]) -> Result<HaproxyHello, HelloError> {
         let mut versions = None;
         let mut max_frame_size = None;
         let mut capabilities = Capabilities::default();
@@ -73,20 +88,20 @@ impl HaproxyHello {
         for kv in items {
             match &kv.name[..] {
                 KEY_SUPPORTED_VERSIONS => {
-                    versions = Some(kv.value.as_bytes().cloned().ok_or(Status::BadVersion)?)
+                    versions = Some(kv.value.as_bytes().cloned().ok_or(HelloError::BadVersion)?)
                 }
                 // Any integer type is accepted, as HAProxy itself does (H6).
                 KEY_MAX_FRAME_SIZE => {
                     max_frame_size = Some(match kv.value {
                         // A negative size is a size, just far too small.
-                        TypedData::Int32(v) if v < 0 => return Err(Status::BadFrameSize),
-                        TypedData::Int64(v) if v < 0 => return Err(Status::BadFrameSize),
-                        ref v => v.as_u64().ok_or(Status::NoFrameSize)?,
+                        TypedData::Int32(v) if v < 0 => return Err(HelloError::BadFrameSize),
+                        TypedData::Int64(v) if v < 0 => return Err(HelloError::BadFrameSize),
+                        ref v => v.as_u64().ok_or(HelloError::NoFrameSize)?,
                     })
                 }
                 KEY_CAPABILITIES => {
                     capabilities =
-                        Capabilities::parse(kv.value.as_bytes().ok_or(Status::NoCapabilities)?)
+                        Capabilities::parse(kv.value.as_bytes().ok_or(HelloError::NoCapabilities)?)
                 }
                 KEY_ENGINE_ID => engine_id = kv.value.as_bytes().cloned(),
                 KEY_HEALTHCHECK => healthcheck = matches!(kv.value, TypedData::Bool(true)),
@@ -95,13 +110,13 @@ impl HaproxyHello {
         }
         // A missing `capabilities` is read as "" rather than refused (H7): health-check
         // HELLOs of some versions omit things, and nothing is lost by accepting.
-        let versions = versions.ok_or(Status::NoVersion)?;
+        let versions = versions.ok_or(HelloError::NoVersion)?;
         if !supports_major_2(&versions) {
-            return Err(Status::BadVersion);
+            return Err(HelloError::BadVersion);
         }
-        let max_frame_size = max_frame_size.ok_or(Status::NoFrameSize)?;
+        let max_frame_size = max_frame_size.ok_or(HelloError::NoFrameSize)?;
         if max_frame_size < u64::from(MIN_FRAME_SIZE) {
-            return Err(Status::BadFrameSize);
+            return Err(HelloError::BadFrameSize);
         }
         Ok(HaproxyHello {
             max_frame_size: u32::try_from(max_frame_size).unwrap_or(u32::MAX),

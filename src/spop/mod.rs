@@ -27,7 +27,7 @@ pub use codec::FrameDecoder;
 pub use data::{Kv, Reader, TypedData};
 pub use disconnect::Disconnect;
 pub use frame::{Flags, Frame, FrameHeader, FrameType, Payload};
-pub use hello::{AgentHello, Capabilities, HaproxyHello};
+pub use hello::{AgentHello, Capabilities, HaproxyHello, HelloError};
 pub use notify::{Arg, Message};
 pub use session::{
     Close, Event, Notify, ProtocolError, Session, SessionConfig, MAX_FRAME_BEFORE_HELLO,

@@ -186,7 +186,7 @@ pub struct TargetStats {
 
 impl TargetStats {
     /// Zeroed counters for the target `name`.
-    pub fn named(name: &str) -> TargetStats {
+    pub(crate) fn named(name: &str) -> TargetStats {
         TargetStats {
             name: name.to_owned(),
             ..TargetStats::default()
@@ -195,20 +195,9 @@ impl TargetStats {
 }
 
 impl Stats {
-    /// Registers a target's counters (the engine does, once per target).
-    pub fn add_target(&self, name: &str) -> Arc<TargetStats> {
-        let target = Arc::new(TargetStats {
-            name: name.to_owned(),
-            ..TargetStats::default()
-        });
-        if let Ok(mut targets) = self.targets.write() {
-            targets.push(Arc::clone(&target));
-        }
-        target
-    }
-
-    /// Replaces the registered targets (a reload: removed targets disappear from the metrics).
-    pub fn set_targets(&self, list: Vec<Arc<TargetStats>>) {
+    /// Sets the registered targets: the engine at start and at each reload (a removed target
+    /// disappears from the metrics).
+    pub(crate) fn set_targets(&self, list: Vec<Arc<TargetStats>>) {
         if let Ok(mut targets) = self.targets.write() {
             *targets = list;
         }
@@ -231,22 +220,22 @@ impl Stats {
 }
 
 /// Adds one.
-pub fn inc(counter: &AtomicU64) {
+pub(crate) fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Release);
 }
 
 /// Takes one away (gauges).
-pub fn dec(counter: &AtomicU64) {
+pub(crate) fn dec(counter: &AtomicU64) {
     counter.fetch_sub(1, Ordering::Release);
 }
 
 /// Adds `n` (gauges of bytes).
-pub fn add(counter: &AtomicU64, n: u64) {
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Release);
 }
 
 /// Takes `n` away (gauges of bytes).
-pub fn sub(counter: &AtomicU64, n: u64) {
+pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Ordering::Release);
 }
 

@@ -2,19 +2,19 @@
 //! `EnvFilter` (`--log-level` or `RUST_LOG`), written to stdout or to the `-l` file.
 //!
 //! Every destination (stdout, which HAProxy `program` sections and journald collect, or the
-//! `-l` file) goes through one [`Batch`]: lines are appended to a buffer and a background
+//! `-l` file) goes through one `Batch`: lines are appended to a buffer and a background
 //! thread writes them. The thread that logs never waits for the output: a stalled reader or a
-//! slow disk only fills the buffer, and past [`MAX_BYTES`] lines are dropped, counted
+//! slow disk only fills the buffer, and past `MAX_BYTES` lines are dropped, counted
 //! ([`lines_dropped`], the metric `log_lines_dropped_total`) and reported by one line in the
-//! log at most every [`DROP_NOTICE_INTERVAL`]. An ACK therefore never waits on logging.
-//! - stdout, `-l a:FILE`, `-l w:FILE`, `-l FILE`: a batch is written every [`FLUSH_INTERVAL`]
-//!   or once [`WAKE_BYTES`] wait.
+//! log at most every `DROP_NOTICE_INTERVAL`. An ACK therefore never waits on logging.
+//! - stdout, `-l a:FILE`, `-l w:FILE`, `-l FILE`: a batch is written every `FLUSH_INTERVAL`
+//!   or once `WAKE_BYTES` wait.
 //! - `-l A:FILE`, `-l W:FILE` and a terminal: every line is handed to the writer at once.
 //!
 //! Batching matters because the agent logs one line per mirrored request: a channel per line
 //! (tracing-appender) cost a futex wake-up and a write(2) per line, about a fifth of the
 //! agent's CPU at 20,000 requests/s (BENCHMARKS.md). Like the original's block-buffered
-//! stdout, lines reach the output within [`FLUSH_INTERVAL`] (at once on a terminal).
+//! stdout, lines reach the output within `FLUSH_INTERVAL` (at once on a terminal).
 //!
 //! [`flush`] must run before the process exits: it waits until every queued line is written.
 
@@ -32,14 +32,14 @@ use tracing_subscriber::EnvFilter;
 static GUARD: Mutex<Option<BatchGuard>> = Mutex::new(None);
 
 /// The longest a line waits in the batch before it is written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes waiting that make the writer start a write before the interval is over.
 const WAKE_BYTES: usize = 64 * 1024;
 /// Bytes waiting at most: beyond, lines are dropped (and counted) rather than make the thread
 /// that logs wait.
-pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// At most one "log lines dropped" line per interval (and one at exit).
-pub const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Log lines dropped since the process started, every batch together.
 static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -99,7 +99,7 @@ pub fn flush() {
 
 /// What a batch writes to: how long the last lines may take to go out at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// The `-l` file: written out in full at exit (up to 30 s).
     File,
     /// stdout: a stalled reader gets one second at exit.
@@ -107,7 +107,7 @@ pub enum Output {
 }
 
 /// Log lines waiting for the writer thread, shared by every logging thread.
-pub struct Batch {
+pub(crate) struct Batch {
     state: Mutex<BatchState>,
     /// Wakes the writer: the first line of a batch, [`WAKE_BYTES`] waiting, or shutdown.
     ready: Condvar,
@@ -135,14 +135,14 @@ struct BatchState {
 
 /// The `MakeWriter` of a [`Batch`].
 #[derive(Clone)]
-pub struct BatchWriter(Arc<Batch>);
+pub(crate) struct BatchWriter(Arc<Batch>);
 
 /// Stops the writer thread on drop, after it wrote what is waiting.
-pub struct BatchGuard(Arc<Batch>);
+pub(crate) struct BatchGuard(Arc<Batch>);
 
 impl Batch {
     /// Starts the writer thread on `out`. Without a thread (cannot spawn), lines go nowhere.
-    pub fn start(
+    pub(crate) fn start(
         out: impl Write + Send + 'static,
         output: Output,
         eager: bool,
@@ -168,7 +168,8 @@ impl Batch {
     }
 
     /// Lines this batch dropped because [`MAX_BYTES`] were waiting.
-    pub fn dropped_total(&self) -> u64 {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn dropped_total(&self) -> u64 {
         self.lock().dropped_total
     }
 
@@ -298,113 +299,4 @@ impl Drop for BatchGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An output the test can read while the writer thread owns a clone.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn batch_writes_every_line_in_order_and_flushes_on_drop() {
-        let out = Shared::default();
-        let (w, guard) = Batch::start(out.clone(), Output::File, false);
-        let mut lines = String::new();
-        for i in 0..10_000 {
-            let line = format!("line {i}\n");
-            (&*w.0).write_all(line.as_bytes()).unwrap();
-            lines.push_str(&line);
-        }
-        drop(guard);
-        assert_eq!(
-            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
-            lines
-        );
-    }
-
-    /// An output that takes nothing until released: a disk that stopped answering.
-    struct Stalled(std::sync::mpsc::Receiver<()>, Shared);
-
-    impl Write for Stalled {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let _ = self.0.recv();
-            self.1.write(buf)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// Issue 11, finding 5: with the `-l` file stalled, a thread that logs never waits; past
-    /// MAX_BYTES lines are dropped, counted, and reported once the output moves again.
-    #[test]
-    fn a_stalled_file_never_blocks_the_thread_that_logs() {
-        let out = Shared::default();
-        let (release, stalled) = std::sync::mpsc::channel();
-        let (w, guard) = Batch::start(Stalled(stalled, out.clone()), Output::File, false);
-        let line = [b'x'; 1023]
-            .iter()
-            .chain(b"\n")
-            .copied()
-            .collect::<Vec<u8>>();
-        let lines = 3 * MAX_BYTES / line.len();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let logger = std::thread::spawn({
-            let w = w.clone();
-            move || {
-                for _ in 0..lines {
-                    (&*w.0).write_all(&line).unwrap();
-                }
-                let _ = done_tx.send(());
-            }
-        });
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "logging waited for the stalled output"
-        );
-        logger.join().unwrap();
-        let dropped = w.0.dropped_total();
-        assert!(
-            dropped >= u64::try_from(lines / 2).unwrap(),
-            "{dropped} of {lines} lines dropped"
-        );
-        assert!(lines_dropped().load(Ordering::Relaxed) >= dropped);
-        // The output moves again: what was kept is written, then one notice.
-        for _ in 0..10_000 {
-            if release.send(()).is_err() {
-                break;
-            }
-        }
-        drop(release);
-        drop(guard);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert!(
-            text.contains(&format!("WARNING: {dropped} log lines dropped")),
-            "no drop notice in the output's last line: {:?}",
-            text.lines().last()
-        );
-    }
-
-    #[test]
-    fn batch_line_arrives_within_the_interval() {
-        let out = Shared::default();
-        let (w, _guard) = Batch::start(out.clone(), Output::Stream, false);
-        (&*w.0).write_all(b"one\n").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while out.0.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "line not written");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(&*out.0.lock().unwrap(), b"one\n");
-    }
-}
+mod tests;
