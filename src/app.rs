@@ -92,7 +92,7 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
 
 /// Each target and its policy, one line each (no secrets: `set-headers` values are not shown).
 fn log_targets(targets: &[crate::config::TargetConfig]) {
-    for line in crate::cli::file::describe(targets).lines() {
+    for line in crate::config::describe(targets).lines() {
         info!("{}", line.trim_start());
     }
 }
@@ -102,12 +102,14 @@ fn reload(config: &Config, mirror: Option<&Mirror>, stats: &Stats) {
     let Some(path) = &config.config_file else {
         return;
     };
-    let loaded = crate::cli::file::load(path, &config.target_defaults)
-        .and_then(|file| crate::cli::file::combine(config.mirror.as_ref(), file));
+    let loaded = match config.targets_loader {
+        Some(load) => load(config),
+        None => Err("no loader for the configuration file".to_string()),
+    };
     let result = match (loaded, mirror) {
         (Err(e), _) => Err(e),
         (Ok(targets), Some(m)) => {
-            let text = crate::cli::file::describe(&targets);
+            let text = crate::config::describe(&targets);
             m.reload(targets)
                 .map(|()| text)
                 .map_err(|e| format!("cannot start mirroring: {e}"))

@@ -168,7 +168,9 @@ pub fn parse_with_env(
     }
     let config = to_config::to_config(&matches, rust_log)?;
     if matches.contains_id("check-config") {
-        return Ok(Action::CheckConfig(file::describe(&config.targets)));
+        return Ok(Action::CheckConfig(crate::config::describe(
+            &config.targets,
+        )));
     }
     Ok(Action::Run(Box::new(config)))
 }

@@ -45,6 +45,7 @@ pub(super) fn to_config(m: &ArgMatches, rust_log: Option<String>) -> Result<Conf
         config_file,
         target_defaults,
         targets,
+        targets_loader: Some(super::file::reload),
         run,
     })
 }

@@ -4,7 +4,8 @@
 mod policy;
 
 pub use policy::{
-    BreakerConfig, HostPolicy, PolicyConfig, RateCap, Rules, SampleKey, Sampling, TargetConfig,
+    describe, BreakerConfig, HostPolicy, PolicyConfig, RateCap, Rules, SampleKey, Sampling,
+    TargetConfig,
 };
 
 use crate::spop::Capabilities;
@@ -27,8 +28,14 @@ pub struct Config {
     pub target_defaults: MirrorConfig,
     /// Every mirror target: `-u`'s (named `default`) first, then the file's.
     pub targets: Vec<TargetConfig>,
+    /// Reads `config_file` again (SIGHUP), with this config's flags as defaults; set by the
+    /// command line, so that the running agent needs no part of `cli`.
+    pub targets_loader: Option<TargetsLoader>,
     pub run: RunConfig,
 }
+
+/// See [`Config::targets_loader`].
+pub type TargetsLoader = fn(&Config) -> Result<Vec<TargetConfig>, String>;
 
 /// `-a`, `-p`, `-b`.
 #[derive(Debug, Clone)]

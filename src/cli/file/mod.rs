@@ -136,101 +136,14 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// The effective targets, one block each, for `--check-config`.
-pub fn describe(targets: &[TargetConfig]) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    if targets.is_empty() {
-        out.push_str("no mirror targets: the agent ACKs and mirrors nothing\n");
-    }
-    for t in targets {
-        let m = &t.mirror;
-        let _ = writeln!(out, "target {}: {}", t.name, m.url);
-        let _ = writeln!(
-            out,
-            "  timeout {}, connect {}, queue {}, concurrency {}, memory {} bytes{}{}{}",
-            humantime::format_duration(m.timeout),
-            humantime::format_duration(m.connect_timeout),
-            m.queue_size,
-            m.concurrency,
-            m.memory_budget,
-            m.proxy.as_ref().map_or(String::new(), |p| format!(
-                ", proxy {}",
-                crate::config::redact_userinfo(&p.url.to_string())
-            )),
-            m.ca_file
-                .as_ref()
-                .map_or(String::new(), |f| format!(", ca-file {}", f.display())),
-            if m.insecure {
-                ", certificate NOT verified"
-            } else {
-                ""
-            },
-        );
-        let p = &t.policy;
-        if let Some(s) = &p.sample {
-            let _ = writeln!(out, "  sample {}% by {:?}", s.percent, s.by);
-        }
-        if let Some(r) = &p.rate {
-            let _ = writeln!(out, "  rate {}/s, burst {}", r.per_second, r.burst);
-        }
-        if let Some(b) = &p.breaker {
-            let _ = writeln!(
-                out,
-                "  breaker after {} failures, cool-down {}",
-                b.failures,
-                humantime::format_duration(b.cool_down)
-            );
-        }
-        if let Some(r) = &p.rules {
-            let _ = writeln!(out, "  rules: {}", rules_summary(r));
-        }
-    }
-    out
-}
-
-/// The rules in one line; values set by `set-headers` are not shown (they may be tokens).
-fn rules_summary(r: &crate::config::Rules) -> String {
-    use crate::config::HostPolicy;
-    let names = |v: &[http::HeaderName]| {
-        v.iter()
-            .map(http::HeaderName::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")
+/// `--config` re-read (SIGHUP): the file with `config`'s flags as defaults, and `-u`'s target
+/// first; what [`crate::config::Config::targets_loader`] points to.
+pub fn reload(config: &crate::config::Config) -> Result<Vec<TargetConfig>, String> {
+    let Some(path) = &config.config_file else {
+        return Ok(config.targets.clone());
     };
-    let mut parts = Vec::new();
-    if !r.methods.is_empty() {
-        let m: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
-        parts.push(format!("methods {}", m.join(" ")));
-    }
-    if let Some(p) = &r.path_include {
-        parts.push(format!("paths {}", p.patterns().join(" ")));
-    }
-    if let Some(p) = &r.path_exclude {
-        parts.push(format!("not paths {}", p.patterns().join(" ")));
-    }
-    if !r.remove_headers.is_empty() {
-        parts.push(format!("remove {}", names(&r.remove_headers)));
-    }
-    if !r.redact_headers.is_empty() {
-        parts.push(format!("redact {}", names(&r.redact_headers)));
-    }
-    if !r.set_headers.is_empty() {
-        let set: Vec<http::HeaderName> = r.set_headers.iter().map(|(n, _)| n.clone()).collect();
-        parts.push(format!("set {}", names(&set)));
-    }
-    match &r.host {
-        HostPolicy::Keep => {}
-        HostPolicy::Target => parts.push("host target".into()),
-        HostPolicy::Literal(v) => parts.push(format!("host {}", v.to_str().unwrap_or("?"))),
-    }
-    if r.x_forwarded_for {
-        parts.push("x-forwarded-for".into());
-    }
-    if r.forwarded {
-        parts.push("forwarded".into());
-    }
-    parts.join(", ")
+    let file = load(path, &config.target_defaults)?;
+    combine(config.mirror.as_ref(), file)
 }
 
 #[cfg(test)]

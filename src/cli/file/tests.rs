@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::describe;
 use crate::config::{HostPolicy, SampleKey};
 
 fn defaults() -> MirrorConfig {
