@@ -165,3 +165,26 @@ fn describe_shows_rules_but_not_set_values() {
         "no mirror targets: the agent ACKs and mirrors nothing\n"
     );
 }
+
+proptest::proptest! {
+    /// Any text: an error or targets, never a panic.
+    #[test]
+    fn any_text_is_refused_or_accepted_never_a_panic(text in "\\PC{0,200}") {
+        let _ = parse(&text, &defaults());
+    }
+
+    /// Any value in every key of a target table.
+    #[test]
+    fn any_value_in_any_key(key_i in 0usize..24, value in "[ -~]{0,40}", quoted: bool) {
+        const KEYS: [&str; 24] = [
+            "name", "url", "timeout", "connect-timeout", "queue", "concurrency", "memory",
+            "proxy", "ca-file", "insecure", "sample", "rate", "breaker", "methods",
+            "path-include", "path-exclude", "remove-headers", "set-headers", "redact-headers",
+            "host", "x-forwarded-for", "forwarded", "sample.by", "rate.burst",
+        ];
+        let key = KEYS[key_i];
+        let v = if quoted { format!("{value:?}") } else { value.clone() };
+        let text = format!("[[target]]\nname = \"a\"\nurl = \"http://a\"\n{key} = {v}\n");
+        let _ = parse(&text, &defaults());
+    }
+}

@@ -234,3 +234,19 @@ fn breaker_opens_cools_down_and_probes() {
     assert_eq!(b.record_at(true, t2), Outcome::Success);
     assert!(b.admit_at(t2) && b.admit_at(t2));
 }
+
+proptest::proptest! {
+    /// Any Cookie bytes a client sends: a value or none, never a panic; a rule set's copy of
+    /// the request keeps every other header.
+    #[test]
+    fn any_cookie_and_header_bytes(cookie in proptest::collection::vec(0x20u8..0x7f, 0..80)) {
+        let Ok(value) = HeaderValue::from_bytes(&cookie) else { return Ok(()) };
+        let mut r = req(Method::GET, b"/", &[]);
+        r.headers.push((http::header::COOKIE, value));
+        let s = sampler(50.0, SampleKey::Cookie("sid".into()));
+        let _ = s.sampled(&r);
+        let rules = Rules { x_forwarded_for: true, forwarded: true, host: HostPolicy::Target, ..Rules::default() };
+        let out = rules::rewrite(&rules, &r, &"t:1".parse().unwrap());
+        proptest::prop_assert!(out.headers.iter().any(|(n, _)| n == http::header::COOKIE));
+    }
+}
