@@ -10,7 +10,7 @@ mod common;
 
 use common::agent::AgentProcess;
 use common::client::HttpConn;
-use common::haproxy::HaproxyBin;
+use common::haproxy::{Haproxy, HaproxyBin};
 use common::sink::Sink;
 use common::targets::*;
 use std::collections::{HashMap, HashSet};
@@ -226,33 +226,14 @@ async fn rate_cap(bin: HaproxyBin, cap: u32, burst: u32, rate: u32, secs: u64, t
         target("free", &free, ""),
     );
     let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &text);
     let agent = AgentProcess::builder()
-        .args(["--config", &write_config(&dir, &text)])
+        .args(["--config", &path])
         .start()
         .await;
     let hap = haproxy(&bin, &primary, &agent).await;
     let n = (u64::from(rate) * secs) as usize;
-    let conns = 4;
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..conns {
-        let addr = hap.addr();
-        tasks.spawn(async move {
-            let mut conn = HttpConn::connect(addr).await.unwrap();
-            let period = Duration::from_secs_f64(conns as f64 / f64::from(rate));
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for i in (c..n).step_by(conns) {
-                tick.tick().await;
-                let r = conn.get(&format!("/r/{i}")).await.unwrap();
-                assert_eq!(r.status, 200);
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
-    let took = started.elapsed().as_secs_f64();
+    let (took, capped_latency) = paced(&hap, n, rate, "/r/").await;
     let n = received(&agent, &hap, n).await;
     settle(&agent, ENDED, (2 * n) as f64).await;
     free.wait_for(n, SETTLE).await;
@@ -277,6 +258,69 @@ async fn rate_cap(bin: HaproxyBin, cap: u32, burst: u32, rate: u32, secs: u64, t
     }
     let limited = agent.metric("mirror_dropped_rate_limited").await;
     assert_eq!(limited as usize + capped.count(), n);
+
+    // HAProxy-side latency with the cap and without it (the same load after a reload that
+    // removes the cap): dropping over the cap costs the client nothing.
+    let text = format!(
+        "{}{}",
+        target("capped", &capped, ""),
+        target("free", &free, "")
+    );
+    std::fs::write(&path, text).unwrap();
+    agent.signal(libc::SIGHUP);
+    let (v, ok) = agent
+        .wait_metric("config_reloads_total", |v| v >= 1.0, SETTLE)
+        .await;
+    assert!(ok, "config_reloads_total = {v}");
+    let (_, free_latency) = paced(&hap, n, rate, "/u/").await;
+    let (c50, c99) = (
+        quantile(&capped_latency, 0.5),
+        quantile(&capped_latency, 0.99),
+    );
+    let (f50, f99) = (quantile(&free_latency, 0.5), quantile(&free_latency, 0.99));
+    eprintln!("client latency p50/p99: capped {c50:?}/{c99:?}, no cap {f50:?}/{f99:?}");
+    assert!(
+        c50 <= f50 * 2 + Duration::from_millis(2),
+        "capped p50 {c50:?} against {f50:?} without a cap"
+    );
+}
+
+/// Sends `n` GETs paced at `rate`/s over 4 connections; the time it took and each request's
+/// latency as the client saw it.
+async fn paced(hap: &Haproxy, n: usize, rate: u32, path: &'static str) -> (f64, Vec<Duration>) {
+    let conns = 4;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..conns {
+        let addr = hap.addr();
+        tasks.spawn(async move {
+            let mut conn = HttpConn::connect(addr).await.unwrap();
+            let period = Duration::from_secs_f64(conns as f64 / f64::from(rate));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut latencies = Vec::new();
+            for i in (c..n).step_by(conns) {
+                tick.tick().await;
+                let sent = Instant::now();
+                let r = conn.get(&format!("{path}{i}")).await.unwrap();
+                latencies.push(sent.elapsed());
+                assert_eq!(r.status, 200);
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    all.sort_unstable();
+    (started.elapsed().as_secs_f64(), all)
+}
+
+/// The `q` quantile of sorted durations.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or_default()
 }
 
 async fn rate_cap_short(bin: HaproxyBin) {
