@@ -15,19 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use spoa_mirror::handler::NotifyHandler;
-
-/// Hands messages to the engine as one NOTIFY without context (what a connection does, minus
-/// the ids).
-trait Offer {
-    fn offer(&self, messages: Vec<Message>);
-}
-
-impl Offer for Mirror {
-    fn offer(&self, messages: Vec<Message>) {
-        NotifyHandler::handle(self, messages.into());
-    }
-}
+use common::Offer;
 
 // ===== the recording HTTP/1.1 server =====
 
@@ -570,12 +558,7 @@ async fn slow_mirror_drops_are_counted_memory_is_bounded_and_delivery_resumes() 
 #[tokio::test]
 async fn timeouts_and_refused_connections_are_counted() {
     // Refused: a port that was just released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let stats = Arc::new(Stats::default());
     let mirror = Mirror::new(config(&format!("http://127.0.0.1:{port}")), stats.clone()).unwrap();
     for _ in 0..3 {
@@ -962,12 +945,7 @@ async fn one_log_line_per_request_in_the_original_format() {
     next(&sink).await;
     mirror.shutdown(Duration::from_secs(5)).await;
 
-    let refused = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refused = common::free_port();
     let mirror = Mirror::new(
         config(&format!("http://127.0.0.1:{refused}")),
         Arc::new(Stats::default()),
@@ -1096,12 +1074,7 @@ async fn counters_count_one_thing_each() {
     assert_eq!(get(&stats.mirror().queued_bytes), 0);
 
     // A failure of each kind: each ended delivery is counted once, in one outcome.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     // One engine, two targets, one message: each target ends it its own way.
     let stats = Arc::new(Stats::default());
     let mut slow = config(&format!("http://{}", sink.addr()));

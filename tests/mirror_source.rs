@@ -13,19 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spoa_mirror::handler::NotifyHandler;
-
-/// Hands messages to the engine as one NOTIFY without context (what a connection does, minus
-/// the ids).
-trait Offer {
-    fn offer(&self, messages: Vec<Message>);
-}
-
-impl Offer for Mirror {
-    fn offer(&self, messages: Vec<Message>) {
-        NotifyHandler::handle(self, messages.into());
-    }
-}
+use common::Offer;
 
 /// A mirror that answers one request per connection, then closes it: each request comes on a
 /// new connection, from its own source address and port ([`common::sink::Recorded::peer`]).

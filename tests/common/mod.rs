@@ -76,8 +76,23 @@ pub mod http;
 pub mod sink;
 pub mod targets;
 
+use spoa_mirror::handler::NotifyHandler;
+use spoa_mirror::mirror::Mirror;
+use spoa_mirror::spop::Message;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
+
+/// Hands messages to the engine as one NOTIFY without context (what a connection does, minus
+/// the ids).
+pub trait Offer {
+    fn offer(&self, messages: Vec<Message>);
+}
+
+impl Offer for Mirror {
+    fn offer(&self, messages: Vec<Message>) {
+        NotifyHandler::handle(self, messages.into());
+    }
+}
 
 /// The loopback address every test server binds.
 pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
