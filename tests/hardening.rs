@@ -181,19 +181,12 @@ async fn frames_before_hello_are_capped() {
 async fn half_open_connections_before_hello_cost_little_memory() {
     // A backlog that takes 1000 connects at once (the default 10 would make clients retry SYNs).
     let agent = common::agent::Agent::start(&["-b", "4096", "--frame-timeout", "60s"]).await;
-    let mem = |pid: u32| -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib = |key: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
-        };
+    let mem = |pid: u32| {
+        let kib = |field| common::status_kib(pid, field);
         (kib("VmRSS:"), kib("VmSize:"))
     };
     let (rss0, vm0) = mem(agent.pid());
+    assert!(rss0 > 0 && vm0 > 0, "/proc/PID/status unreadable");
     let mut conns = Vec::new();
     for _ in 0..1000 {
         let mut s = TcpStream::connect(agent.addr()).await.unwrap();

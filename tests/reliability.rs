@@ -31,21 +31,8 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 // ===== process probes (/proc) =====
 
-/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM, VmPeak...), 0 when unreadable.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
+    common::status_kib(pid, "VmRSS:")
 }
 
 /// Open file descriptors of a process.
@@ -258,7 +245,7 @@ async fn hostile_bytes_are_refused_without_allocation_or_disturbance() {
     };
 
     let rss_before = rss_kib(pid);
-    let peak_before = status_kib(pid, "VmPeak:");
+    let peak_before = common::status_kib(pid, "VmPeak:");
     let mut hostile: Vec<(&str, Vec<u8>)> = vec![
         (
             "http",
@@ -313,7 +300,7 @@ async fn hostile_bytes_are_refused_without_allocation_or_disturbance() {
     stop.store(true, Ordering::Relaxed);
     let worst_live = live_task.await.expect("live session");
     let rss_after = rss_kib(pid);
-    let peak_after = status_kib(pid, "VmPeak:");
+    let peak_after = common::status_kib(pid, "VmPeak:");
     let acks = acked.load(Ordering::Relaxed);
     assert!(acks > 0, "the live session got no ACK meanwhile");
     // A new session is served too.

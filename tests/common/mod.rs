@@ -94,6 +94,19 @@ impl Offer for Mirror {
     }
 }
 
+/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM, VmPeak...), 0 when unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The loopback address every test server binds.
 pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
