@@ -10,6 +10,9 @@ pub(in crate::mirror) struct Breaker {
     config: BreakerConfig,
     /// Fast path: the circuit is closed and no lock is taken to admit.
     open: AtomicBool,
+    /// Fast path: no failure since the last success, so a success changes nothing and takes
+    /// no lock (the common case: one lock per finished request otherwise).
+    failing: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -35,6 +38,7 @@ impl Breaker {
         Breaker {
             config,
             open: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
     }
@@ -66,6 +70,9 @@ impl Breaker {
     }
 
     pub(super) fn record_at(&self, ok: bool, now: Instant) -> Outcome {
+        if ok && !self.failing.load(Ordering::Acquire) {
+            return Outcome::Success;
+        }
         let Ok(mut s) = self.state.lock() else {
             return Outcome::Failure;
         };
@@ -73,8 +80,10 @@ impl Breaker {
             s.failures = 0;
             s.retry_at = None;
             self.open.store(false, Ordering::Release);
+            self.failing.store(false, Ordering::Release);
             return Outcome::Success;
         }
+        self.failing.store(true, Ordering::Release);
         s.failures = s.failures.saturating_add(1);
         let was_open = s.retry_at.is_some();
         if was_open || s.failures >= self.config.failures.get() {
