@@ -48,15 +48,22 @@ async fn next_peer(sink: &Sink) -> SocketAddr {
     sink.next().await.peer
 }
 
-/// Four consecutive ports that are free right now, on 127.0.0.1.
-fn free_port_run() -> u16 {
-    let base = 20000 + (std::process::id() % 20000) as u16;
+/// A run of four consecutive ports on 127.0.0.1, with the first one held by a listener the
+/// caller keeps or drops. The tests of this file run in parallel in one process: each call
+/// searches its own region (a process-wide counter), and holding the first port closes the
+/// window in which another test could pick the same run.
+fn free_port_run() -> (u16, std::net::TcpListener) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static REGION: AtomicU16 = AtomicU16::new(0);
+    let region = REGION.fetch_add(1, Ordering::Relaxed);
+    let base = 20000 + (std::process::id() % 10000) as u16 + region * 2000;
     (0..200u16)
-        .map(|i| base.wrapping_add(i * 7))
-        .find(|&lo| {
-            lo > 1024
-                && lo < 65000
-                && (lo..lo + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .map(|i| base + i * 7)
+        .find_map(|lo| {
+            let first = std::net::TcpListener::bind(("127.0.0.1", lo)).ok()?;
+            (lo + 1..lo + 4)
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+                .then_some((lo, first))
         })
         .expect("four consecutive free ports")
 }
@@ -64,9 +71,8 @@ fn free_port_run() -> u16 {
 #[tokio::test]
 async fn local_port_range_is_used_and_a_taken_port_is_skipped() {
     let sink = closing_sink().await;
-    let lo = free_port_run();
     // The first port of the range is taken: the connector must move on to the next one.
-    let _taken = std::net::TcpListener::bind(("127.0.0.1", lo)).unwrap();
+    let (lo, _taken) = free_port_run();
     let mut cfg = MirrorConfig::new(format!("{}/", sink.url()).parse().unwrap());
     cfg.local_ports = Some((lo, lo + 3));
     let stats = Arc::new(Stats::default());
@@ -108,7 +114,8 @@ async fn source_address_is_used() {
 #[tokio::test]
 async fn interface_with_local_port_range() {
     let sink = closing_sink().await;
-    let lo = free_port_run();
+    let (lo, first) = free_port_run();
+    drop(first);
     let mut cfg = MirrorConfig::new(format!("{}/", sink.url()).parse().unwrap());
     cfg.interface = Some("if!lo".into());
     cfg.local_ports = Some((lo, lo + 3));
