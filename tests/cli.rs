@@ -186,6 +186,19 @@ fn flags_and_repeats() {
     assert!(!config(&["--", "-D"]).run.daemonize);
 }
 
+/// `--original-capabilities`: exactly the capabilities -c names, as the original agent.
+#[test]
+fn original_capabilities_accepts_only_what_c_names() {
+    let caps = |args: &[&str]| config(args).spop.capabilities.to_list();
+    assert_eq!(caps(&["--original-capabilities"]), "");
+    assert_eq!(caps(&["--original-capabilities", "-c", "async"]), "async");
+    assert_eq!(
+        caps(&["-c", "pipelining", "--original-capabilities"]),
+        "pipelining"
+    );
+    assert_eq!(caps(&["-c", "fragmentation"]), "fragmentation,pipelining");
+}
+
 #[test]
 fn defaults() {
     let c = config(&[]);
@@ -193,7 +206,8 @@ fn defaults() {
     assert_eq!(c.listen.port, 12345);
     assert_eq!(c.listen.backlog, 10);
     assert_eq!(c.spop.max_frame_size, SpopConfig::DEFAULT_MAX_FRAME_SIZE);
-    assert_eq!(c.spop.capabilities.to_list(), "");
+    // Pipelining by default (issue 14); the original offers none unless -c asks.
+    assert_eq!(c.spop.capabilities.to_list(), "pipelining");
     assert_eq!(c.spop.processing_delay, Duration::ZERO);
     assert_eq!(c.spop.idle_timeout, None);
     assert_eq!(c.spop.frame_timeout, Duration::from_secs(30));

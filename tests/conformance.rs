@@ -24,10 +24,13 @@ use support::agent::{Client, InProcessAgent};
 use support::hex;
 use support::wire::*;
 
-/// `-m 16384` like the original's default; HAProxy offers 16380, so 16380 is negotiated.
+/// The original's defaults: `-m 16384` (HAProxy offers 16380, so 16380 is negotiated) and no
+/// capability unless -c names one (our `--original-capabilities`), so the bytes are the
+/// original's. Our default differs only in accepting pipelining: `default_hello_differs_only_in_pipelining`.
 fn cfg() -> SpopConfig {
     SpopConfig {
         max_frame_size: 16384,
+        capabilities: Capabilities::default(),
         ..SpopConfig::default()
     }
 }
@@ -769,6 +772,37 @@ async fn h13_answer_content_and_single_write() {
             "ours {ours}, HAProxy {theirs}"
         );
     }
+}
+
+/// Our default (issue 14) accepts the pipelining HAProxy offers: the AGENT-HELLO is the
+/// original's, byte for byte, except for the capabilities value. A health check, or a HAProxy
+/// that offers nothing, gets exactly the original's bytes.
+#[tokio::test]
+async fn default_hello_differs_only_in_pipelining() {
+    let ours = SpopConfig {
+        max_frame_size: 16384,
+        ..SpopConfig::default()
+    };
+    assert!(ours.capabilities.pipelining);
+    for (offered, want) in [
+        ("pipelining,async", "pipelining"),
+        ("pipelining", "pipelining"),
+        ("async", ""),
+        ("", ""),
+    ] {
+        let agent = InProcessAgent::start(ours.clone()).await;
+        let mut c = agent.connect().await;
+        c.send(&haproxy_hello(16380, offered)).await;
+        assert_eq!(
+            hex(&c.read_once().await),
+            hex(&agent_hello(16380, want)),
+            "HAProxy offers {offered:?}"
+        );
+    }
+    let agent = InProcessAgent::start(ours).await;
+    let mut c = agent.connect().await;
+    c.send(&healthcheck_hello()).await;
+    assert_eq!(hex(&c.read_once().await), hex(&agent_hello(16380, "")));
 }
 
 // ========================================================================= N: NOTIFY / ACK

@@ -120,7 +120,7 @@ async fn traffic_is_acked(hap: &Haproxy, agent: &AgentProcess, primary: &Sink) {
     assert_agent_up(hap).await;
 }
 
-/// Agent with the defaults (no capabilities), HAProxy with the captures' spoe.cfg.
+/// Agent with the defaults (pipelining accepted), HAProxy with the captures' spoe.cfg.
 async fn traffic_acked(bin: HaproxyBin) {
     let primary = Sink::start("primary").await;
     let agent = AgentProcess::start(&[]).await;
@@ -128,6 +128,16 @@ async fn traffic_acked(bin: HaproxyBin) {
     traffic_is_acked(&hap, &agent, &primary).await;
 }
 per_haproxy!(traffic_acked);
+
+/// The original's HELLO (`--original-capabilities`: no pipelining): HAProxy 2.x sends one
+/// NOTIFY at a time per connection, 3.1+ one connection per in-flight request.
+async fn traffic_acked_original_capabilities(bin: HaproxyBin) {
+    let primary = Sink::start("primary").await;
+    let agent = AgentProcess::start(&["--original-capabilities"]).await;
+    let hap = Haproxy::start(&bin, &MirrorSetup::new(&bin, primary.addr(), agent.addr())).await;
+    traffic_is_acked(&hap, &agent, &primary).await;
+}
+per_haproxy!(traffic_acked_original_capabilities);
 
 /// Agent `-c pipelining`; on 2.x the spoe-agent also enables `option pipelining` (3.1+
 /// always offers it), so NOTIFYs share connections and ACKs may come back in any order.

@@ -144,6 +144,7 @@ pub(super) const OPTIONS: &[Opt] = &[
         .or(|| time(SpopConfig::default().frame_timeout)),
     long("max-connections", "N", "SPOP connections open at once; more are closed at once and counted")
         .or(|| SpopConfig::default().max_connections.to_string()),
+    flag("original-capabilities", None, "original-capabilities", false, "Accept only the capabilities -c names, as the original agent does (by default pipelining is accepted too)"),
     flag("ack-noop", None, "ack-noop", false, "Put a harmless unset-var action in every ACK: works around the empty-ACK stall of early HAProxy 3.1 releases"),
     long("mirror-timeout", "TIME", "Total time for one mirrored request")
         .or(|| time(MirrorConfig::DEFAULT_TIMEOUT)),

@@ -200,6 +200,9 @@ fn spop(r: &mut Reader, t: &Times) -> SpopConfig {
     if let Some(v) = r.value("max-frame-size", parse_frame_size) {
         spop.max_frame_size = v;
     }
+    if r.flag("original-capabilities") {
+        spop.capabilities = crate::spop::Capabilities::default();
+    }
     for c in r.all("capability") {
         let caps = &mut spop.capabilities;
         match c.to_ascii_lowercase().as_str() {

@@ -69,7 +69,8 @@ pub struct SpopConfig {
     /// The largest frame this agent accepts (`-m`); the negotiated size is the smaller of this
     /// and HAProxy's.
     pub max_frame_size: u32,
-    /// Capabilities the agent is willing to use (`-c`).
+    /// Capabilities the agent is willing to use: `-c`, plus pipelining unless
+    /// `--original-capabilities` ([`SpopConfig::DEFAULT_CAPABILITIES`]).
     pub capabilities: Capabilities,
     /// Delay before each NOTIFY is ACKed and handed on (`-t`).
     pub processing_delay: Duration,
@@ -99,6 +100,16 @@ impl SpopConfig {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
     /// A started frame must be complete within this time.
     pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+    /// What the agent accepts without `-c`: pipelining, which every HAProxy offers (2.x:
+    /// `pipelining,async`; 3.1+: `pipelining`). The original accepts nothing unless `-c` asks,
+    /// so HAProxy sends one NOTIFY per connection at a time and opens dozens of connections:
+    /// measured, that costs HAProxy a third of its throughput (BENCHMARKS.md §8).
+    /// `--original-capabilities` goes back to the original's behaviour.
+    pub const DEFAULT_CAPABILITIES: Capabilities = Capabilities {
+        fragmentation: false,
+        pipelining: true,
+        r#async: false,
+    };
     /// Bound of a payload reassembled from fragments.
     pub(crate) const DEFAULT_MAX_REASSEMBLED_SIZE: usize = 4 * 1024 * 1024;
 }
@@ -107,7 +118,7 @@ impl Default for SpopConfig {
     fn default() -> Self {
         SpopConfig {
             max_frame_size: SpopConfig::DEFAULT_MAX_FRAME_SIZE,
-            capabilities: Capabilities::default(),
+            capabilities: SpopConfig::DEFAULT_CAPABILITIES,
             processing_delay: Duration::ZERO,
             idle_timeout: None,
             frame_timeout: SpopConfig::DEFAULT_FRAME_TIMEOUT,
