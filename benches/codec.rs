@@ -270,7 +270,38 @@ fn bench_codec(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_codec);
+/// The per-request log line (`"METHOD URL HTTP/1.1" status up/down ms result`), formatted by
+/// the same tracing-subscriber fmt layer the agent installs (timestamp, level, target), into a
+/// writer that discards: what one line costs the delivering task, the hand-off to the
+/// background writer aside (a mutex and a copy, see src/logging).
+fn bench_log_line(c: &mut Criterion) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .finish();
+    let url = "http://127.0.0.1:8080/bench?x=1";
+    tracing::subscriber::with_default(subscriber, || {
+        c.bench_function("log line: one mirrored request", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    target: "spoa_mirror::mirror",
+                    "\"{} {} {}\" {} {}/{} {:.3} {}{}",
+                    black_box("GET"),
+                    black_box(url),
+                    "HTTP/1.1",
+                    black_box(200u16),
+                    black_box(0usize),
+                    black_box(2u64),
+                    black_box(0.412f64),
+                    "ok",
+                    "",
+                )
+            })
+        });
+    });
+}
+
+criterion_group!(benches, bench_codec, bench_log_line);
 
 fn main() {
     benches();

@@ -7,6 +7,7 @@
 #   ours-strict the same with --original-capabilities (the original's HELLO: no pipelining unless
 #               -c asks for it); only if the agent has that option
 #   ours-pipe   SPOE -> our agent with `-c pipelining`
+#   ours-b      the same as `ours` with another build of ours (AGENT_B), for before/after
 #   original    SPOE -> the C original (`$ORIGINAL -r0 -u URL`), if ORIGINAL names its binary
 #   nginx       nginx in front of the same primary, without and with its `mirror` directive to the
 #               same mirror (what an operator would pick instead), if nginx is installed
@@ -53,6 +54,7 @@ if [ -z "${VARIANTS:-}" ]; then
     VARIANTS="ceiling ours"
     if "$AGENT" --help 2>&1 | grep -q -- --original-capabilities; then VARIANTS="$VARIANTS ours-strict"; fi
     VARIANTS="$VARIANTS ours-pipe"
+    if [ -n "${AGENT_B:-}" ]; then VARIANTS="$VARIANTS ours-b"; fi
     if [ -n "$ORIGINAL" ]; then VARIANTS="$VARIANTS original"; fi
     if [ -n "$NGINX" ]; then VARIANTS="$VARIANTS nginx-plain nginx-mirror"; fi
     VARIANTS="$VARIANTS floor"
@@ -134,6 +136,7 @@ for v in $VARIANTS; do
         ceiling) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" $AGENT_ARGS ;;
         ours) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" $AGENT_ARGS ;;
         ours-strict) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" --original-capabilities $AGENT_ARGS ;;
+        ours-b) start_agent "$v" "$AGENT_B" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" $AGENT_ARGS ;;
         ours-pipe) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" -c pipelining -u "$MIRROR_URL" $AGENT_ARGS ;;
         original) start_agent "$v" "$ORIGINAL" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" ;;
         *) echo "bench-haproxy: unknown variant $v" >&2; exit 2 ;;
@@ -242,6 +245,7 @@ echo "haproxy: $HAPROXY_VERSION"
 [ -n "$ORIGINAL" ] && echo "original: $ORIGINAL ($("$ORIGINAL" -V 2>&1 | head -1))"
 [ -n "$NGINX" ] && echo "nginx:   $("$NGINX" -v 2>&1)"
 echo "ours:    $AGENT ($("$AGENT" -V 2>&1 | head -1))${AGENT_ARGS:+ $AGENT_ARGS}"
+[ -n "${AGENT_B:-}" ] && echo "ours-b:  $AGENT_B"
 echo "client:  wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $ROUNDS rounds; variants: plain $VARIANTS"
 
 # wrk under a parent that reports its children's CPU time: "reqs_per_s total_requests wrk_cpu_s".
