@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod connection;
 pub mod handler;
+pub mod handover;
 pub mod listener;
 pub mod logging;
 pub mod mirror;
