@@ -98,7 +98,10 @@ pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherit
             _ = handover.ready() => break ("handed over", true),
         };
         match next {
-            Next::Stop(reason) => break (reason, false),
+            Next::Stop(reason) => {
+                handover.abort();
+                break (reason, false);
+            }
             Next::Reload => reload(&config, mirror.as_ref(), &stats),
             Next::Handover => handover.begin(),
         }

@@ -36,7 +36,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
@@ -228,6 +229,8 @@ pub struct Handover {
     /// Why SIGUSR2 is refused here, if it is.
     refused: Option<&'static str>,
     task: Option<JoinHandle<Result<u32, String>>>,
+    /// The pid of the process being started (0: none yet).
+    starting: Arc<AtomicU32>,
 }
 
 impl Handover {
@@ -239,6 +242,24 @@ impl Handover {
             metrics,
             refused,
             task: None,
+            starting: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// This process stops (SIGTERM...) while a new one starts: the new one must not outlive
+    /// it and keep the service running; it gets SIGTERM too.
+    pub fn abort(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        task.abort();
+        let pid = self.starting.swap(0, Ordering::Relaxed);
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            if pid > 0 {
+                warn!("stopping during a hand-over: sending SIGTERM to pid {pid}");
+                // SAFETY: kill(2) on the pid of the child this process started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
         }
     }
 
@@ -266,7 +287,11 @@ impl Handover {
             metrics: self.metrics,
             pidfile: pidfile_fd(),
         };
-        self.task = Some(tokio::spawn(start_successor(origin, fds)));
+        self.task = Some(tokio::spawn(start_successor(
+            origin,
+            fds,
+            Arc::clone(&self.starting),
+        )));
     }
 
     /// Resolves with the new process's pid once it serves; pending while no hand-over is
@@ -279,6 +304,7 @@ impl Handover {
             };
             let outcome = task.await;
             self.task = None;
+            self.starting.store(0, Ordering::Relaxed);
             match outcome {
                 Ok(Ok(pid)) => {
                     // The new process wrote its pid into the pidfile: leave the file be.
@@ -311,7 +337,11 @@ struct Fds {
 }
 
 /// Starts the new process and waits for its readiness report; its pid, or why it failed.
-async fn start_successor(origin: &'static Origin, fds: Fds) -> Result<u32, String> {
+async fn start_successor(
+    origin: &'static Origin,
+    fds: Fds,
+    starting: Arc<AtomicU32>,
+) -> Result<u32, String> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| format!("cannot create the readiness channel: {e}"))?;
     let ready_fd = theirs.as_raw_fd();
@@ -350,6 +380,7 @@ async fn start_successor(origin: &'static Origin, fds: Fds) -> Result<u32, Strin
     // Our copy of the child's end must go, or its exit would not end our read.
     drop(theirs);
     let pid = child.id().unwrap_or(0);
+    starting.store(pid, Ordering::Relaxed);
     info!(
         "hand-over: started pid {pid}; waiting up to {}s for it to serve",
         READY_TIMEOUT.as_secs()

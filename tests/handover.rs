@@ -846,3 +846,76 @@ async fn systemd_exec_reload_hands_over() {
     assert_eq!(successor.terminate(), Some(0));
     let _ = exit.1;
 }
+
+/// Under HAProxy's master (`program` section) SIGUSR2 is refused: the new process would not
+/// be the master's child. The agent keeps serving and says why.
+#[tokio::test]
+async fn sigusr2_refused_under_haproxy_master() {
+    let mut agent = AgentProcess::builder()
+        .env("HAPROXY_MWORKER", "1")
+        .start()
+        .await;
+    agent.signal(libc::SIGUSR2);
+    let refused = agent.wait_output("SIGUSR2 ignored", PHASE_TIMEOUT).await;
+    assert!(
+        refused.is_some_and(|l| l.contains("HAProxy's master")),
+        "{}",
+        agent.output()
+    );
+    assert!(agent.is_running());
+    assert!(!agent.output().contains("hand-over: started"));
+    assert!(process_listens_on(agent.pid(), agent.port()));
+}
+
+/// SIGTERM while the new process starts: the new process is stopped too (it must not keep
+/// the service running after a stop).
+#[tokio::test]
+async fn stop_during_handover_stops_the_new_process() {
+    become_subreaper();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = agent_copy(dir.path());
+    let pid_out = dir.path().join("starting.pid");
+    let mut agent = AgentProcess::builder().program(&exe).start().await;
+    // A new binary that never becomes ready: it records its pid and waits (bounded).
+    install(
+        &exe,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n",
+            pid_out.display()
+        )
+        .as_bytes(),
+    );
+    agent.signal(libc::SIGUSR2);
+    let started = poll_until(PHASE_TIMEOUT, || read_pid(&pid_out)).await;
+    let started = started.expect("the new process started");
+    let mut new = Adopted {
+        pid: started,
+        reaped: None,
+    };
+    let exit = agent.terminate();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "old process's exit");
+    assert!(
+        agent.output().contains("stopping during a hand-over"),
+        "{}",
+        agent.output()
+    );
+    // Its parent (the old agent) may have reaped it already, or it was reparented to this
+    // test: either way it must be gone, not left running.
+    let gone = poll_until(PHASE_TIMEOUT, || {
+        let _ = new.wait(Duration::ZERO);
+        (new.reaped.is_some() || !alive(started)).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the new process (pid {started}) still runs");
+    new.reaped = Some(0);
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+    })
+}
