@@ -435,7 +435,7 @@ async fn read_report(ours: UnixStream) -> Result<Vec<u8>, String> {
 /// report).
 async fn wait_exit(child: &mut tokio::process::Child) -> String {
     match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-        Ok(Ok(status)) => format!("exit status: {status}"),
+        Ok(Ok(status)) => status.to_string(),
         Ok(Err(e)) => format!("exit status unknown: {e}"),
         Err(_) => "still running".to_string(),
     }
