@@ -24,6 +24,10 @@ if [[ "${SPOA_NO_INSTALL:-0}" != 1 && $(id -u) -eq 0 ]]; then
     if [[ "${SPOA_NO_HAPROXY3:-0}" != 1 && -z "${HAPROXY3:-}" ]] && ! command -v patchelf >/dev/null 2>&1; then
         missing+=(patchelf)
     fi
+    # procps: /bin/kill, which the unit's ExecReload runs (tests/handover.rs).
+    if [[ ! -x /bin/kill ]]; then
+        missing+=(procps)
+    fi
     if ((${#missing[@]})) && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${missing[*]} (apt-get)"
         apt-get update -qq

@@ -6,13 +6,18 @@
 //!
 //! With `--config`, SIGHUP is no stop: it re-reads the file, and puts it in force if it is
 //! valid (else the running configuration stays, and the failure is logged and counted).
+//!
+//! SIGUSR2 hands over to a new copy of the agent (`handover.rs`): once it serves on the same
+//! listening sockets, this process goes through the same orderly stop and exits 0.
 
 use crate::config::{redact_userinfo, Config};
 use crate::handler::{Discard, NotifyHandler, Router};
+use crate::handover::{Handover, Inherited};
 use crate::mirror::Mirror;
 use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
 use crate::stats::Stats;
 use humantime::format_duration;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -20,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 /// Runs the agent until stopped; returns the exit code. `ready` is told once the ports are
-/// bound (or why they could not be).
-pub async fn run(config: Config, mut ready: Readiness) -> i32 {
-    let started = match start(&config).await {
+/// bound (or why they could not be). `inherited`: the sockets of a hand-over, used instead
+/// of binding.
+pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherited>) -> i32 {
+    let started = match start(&config, inherited.unwrap_or_default()).await {
         Ok(s) => s,
         Err(text) => return startup_failed(&config, &mut ready, &text),
     };
@@ -49,6 +55,13 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         stats,
     } = started;
     let shutdown = CancellationToken::new();
+    let mut handover = Handover::new(
+        listener.as_raw_fd(),
+        metrics.as_ref().map(|m| m.as_raw_fd()),
+        under_haproxy_master().then_some(
+            "started by HAProxy's master (program section): restart the agent through HAProxy",
+        ),
+    );
     if let Some(l) = metrics {
         tokio::spawn(crate::stats::serve_metrics(
             l,
@@ -71,20 +84,38 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
 
     signals.hup_reloads = config.config_file.is_some();
     let deadline = config.run.runtime.map(|t| tokio::time::Instant::now() + t);
-    let reason = loop {
-        let next = match deadline {
-            Some(at) => tokio::select! {
-                s = signals.next() => s,
-                _ = tokio::time::sleep_until(at) => Next::Stop("runtime exceeded"),
-            },
-            None => signals.next().await,
-        };
-        match next {
-            Next::Stop(reason) => break reason,
-            Next::Reload => reload(&config, mirror.as_ref(), &stats),
+    let expiry = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
         }
     };
-    stop(reason, signals, shutdown, serve, mirror, &config).await;
+    tokio::pin!(expiry);
+    let (reason, handed_over) = loop {
+        let next = tokio::select! {
+            s = signals.next() => s,
+            () = &mut expiry => Next::Stop("runtime exceeded"),
+            _ = handover.ready() => break ("handed over", true),
+        };
+        match next {
+            Next::Stop(reason) => {
+                handover.abort();
+                break (reason, false);
+            }
+            Next::Reload => reload(&config, mirror.as_ref(), &stats),
+            Next::Handover => handover.begin(),
+        }
+    };
+    stop(
+        reason,
+        signals,
+        shutdown,
+        serve,
+        mirror,
+        &config,
+        handed_over,
+    )
+    .await;
     info!("final counters: {}", crate::stats::monitor_line(&stats));
     info!("stopped");
     0
@@ -144,21 +175,29 @@ struct Started {
 
 /// Installs the signal handlers, binds the SPOP and metrics ports and builds the mirror
 /// engine; the error is the text to report.
-async fn start(config: &Config) -> Result<Started, String> {
+async fn start(config: &Config, inherited: Inherited) -> Result<Started, String> {
     // SIGPIPE would kill the process on a write to a closed socket; std ignores it already,
     // say so explicitly since the original does too.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let listener = crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?;
+    let listener = match inherited.spop {
+        Some(fd) => crate::handover::listener(fd)
+            .map_err(|e| format!("cannot use the inherited SPOP socket: {e}"))?,
+        None => crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?,
+    };
     let stats = Arc::new(Stats::default());
-    let metrics = match config.run.metrics_address {
-        Some(addr) => Some(
+    let metrics = match (config.run.metrics_address, inherited.metrics) {
+        (Some(_), Some(fd)) => Some(
+            crate::handover::listener(fd)
+                .map_err(|e| format!("cannot use the inherited metrics socket: {e}"))?,
+        ),
+        (Some(addr), None) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
         ),
-        None => None,
+        (None, _) => None,
     };
     let (handler, mirror) = mirror_handler(config, &stats)?;
     Ok(Started {
@@ -198,7 +237,8 @@ fn startup_failed(config: &Config, ready: &mut Readiness, text: &str) -> i32 {
 }
 
 /// The orderly stop: close the SPOP connections, then let the mirror drain. A second signal
-/// meanwhile exits at once.
+/// meanwhile exits at once (SIGUSR2 is ignored). After a hand-over systemd is not told
+/// STOPPING: the service goes on, in the new process.
 async fn stop(
     reason: &str,
     mut signals: Signals,
@@ -206,14 +246,20 @@ async fn stop(
     serve: tokio::task::JoinHandle<()>,
     mirror: Option<Mirror>,
     config: &Config,
+    handed_over: bool,
 ) {
     info!("stopping ({reason}): closing SPOP connections");
-    sd_notify("STOPPING=1");
+    if !handed_over {
+        sd_notify("STOPPING=1");
+    }
     signals.hup_reloads = false;
     tokio::spawn(async move {
-        let again = match signals.next().await {
-            Next::Stop(name) => name,
-            Next::Reload => "SIGHUP",
+        let again = loop {
+            match signals.next().await {
+                Next::Stop(name) => break name,
+                Next::Reload => break "SIGHUP",
+                Next::Handover => warn!("SIGUSR2 ignored: this process is stopping"),
+            }
         };
         warn!("{again} during shutdown: exiting now");
         exit(0);
@@ -330,9 +376,11 @@ enum Next {
     Stop(&'static str),
     /// SIGHUP with `--config`.
     Reload,
+    /// SIGUSR2.
+    Handover,
 }
 
-/// The four stop signals.
+/// The four stop signals, and SIGUSR2 (hand-over).
 ///
 /// Under HAProxy's master (`program` section; it sets `HAPROXY_MWORKER`), SIGUSR1 is not a
 /// stop: at every reload the master sends it to its children, programs included, even to a
@@ -343,6 +391,7 @@ struct Signals {
     int: Signal,
     hup: Signal,
     usr1: Signal,
+    usr2: Signal,
     usr1_is_reload: bool,
     /// SIGHUP re-reads `--config` instead of stopping.
     hup_reloads: bool,
@@ -355,6 +404,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
             usr1_is_reload: under_haproxy_master(),
             hup_reloads: false,
         })
@@ -378,6 +428,7 @@ impl Signals {
                     }
                     info!("SIGUSR1 from the HAProxy master (a reload): still serving; SIGTERM stops");
                 }
+                _ = self.usr2.recv() => return Next::Handover,
             }
         }
     }

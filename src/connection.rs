@@ -25,6 +25,8 @@ use tracing::{debug, info, warn};
 const READ_CHUNK: usize = 8 * 1024;
 /// A peer that does not take our bytes within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection is still read after our AGENT-DISCONNECT (HAProxy closes at once).
+const DISCONNECT_DRAIN: Duration = Duration::from_secs(2);
 /// Protocol-error warnings, shared by every connection.
 static PROTOCOL_WARNINGS: LogThrottle = LogThrottle::new();
 
@@ -51,6 +53,8 @@ pub struct Connection {
     events: Vec<Event>,
     /// When each ACK in `wbuf` was decided, for the ACK-latency histogram.
     acks_pending: Vec<Instant>,
+    /// Our AGENT-DISCONNECT is sent: NOTIFYs still arriving are mirrored, not ACKed.
+    disconnected: bool,
 }
 
 /// What woke the connection's task.
@@ -88,6 +92,7 @@ impl Connection {
             wbuf: BytesMut::new(),
             events: Vec::new(),
             acks_pending: Vec::new(),
+            disconnected: false,
         }
     }
 
@@ -119,7 +124,9 @@ impl Connection {
                     // ACK what `-t` still holds, then say goodbye.
                     self.flush_delayed();
                     Session::encode_disconnect(Status::Normal, &mut self.wbuf);
-                    let _ = self.flush().await;
+                    if self.flush().await.is_ok() {
+                        self.read_until_closed().await;
+                    }
                     return "agent shutting down".into();
                 }
                 Wake::Delayed(d) => self.ack_and_hand_off(d.notify, d.received),
@@ -174,7 +181,10 @@ impl Connection {
 
     fn on_notify(&mut self, notify: Notify, received: Instant) {
         inc(&self.stats.notify_total);
-        if self.cfg.processing_delay.is_zero() {
+        if self.disconnected {
+            inc(&self.stats.notify_unacked_total);
+            self.handler.handle(notify);
+        } else if self.cfg.processing_delay.is_zero() {
             self.ack_and_hand_off(notify, received);
         } else {
             let delayed = Delayed { notify, received };
@@ -224,6 +234,28 @@ impl Connection {
                     );
                 }
                 format!("protocol error: {e}")
+            }
+        }
+    }
+
+    /// After our AGENT-DISCONNECT (stop, hand-over), HAProxy may still send NOTIFYs it wrote
+    /// before it read ours. It fails those events (the client goes on), but they were real
+    /// requests: read them until HAProxy closes (at most [`DISCONNECT_DRAIN`]) and mirror
+    /// them. Nothing more is written: nothing may follow a DISCONNECT.
+    async fn read_until_closed(&mut self) {
+        self.disconnected = true;
+        let deadline = tokio::time::Instant::now() + DISCONNECT_DRAIN;
+        loop {
+            let read = read_more(&mut self.stream, &mut self.rbuf);
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(n)) if n > 0 => {
+                    let end = self.on_read(Instant::now());
+                    self.wbuf.clear();
+                    if end.is_some() {
+                        return;
+                    }
+                }
+                _ => return,
             }
         }
     }

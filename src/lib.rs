@@ -9,7 +9,8 @@
 //! `throttle` keeps warnings that could repeat per request or per connection to one line per
 //! interval. `config` is the validated configuration every part reads; `app` runs the agent
 //! from a `Config` (bind, serve, metrics, signals, orderly stop); `process` holds what
-//! belongs to the process (exit codes, `-D`, `-F`, readiness); `logging` sets up the log.
+//! belongs to the process (exit codes, `-D`, `-F`, readiness); `handover` is the SIGUSR2
+//! restart onto inherited sockets; `logging` sets up the log.
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod connection;
 pub mod handler;
+pub mod handover;
 pub mod listener;
 pub mod logging;
 pub mod mirror;

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 /// Exit code for a bad command line (`EX_USAGE`), as the original.
@@ -22,6 +23,8 @@ pub const EXIT_STARTUP: i32 = 70;
 
 /// The pidfile this process owns, removed by [`exit`].
 static OWNED_PIDFILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The descriptor of the open, locked `-F` file (-1: none), passed on at a hand-over.
+static PIDFILE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// The `-F` file, created and locked before daemonizing (so an error reaches the terminal);
 /// the pid is written once the process that will run the agent is known.
@@ -53,6 +56,21 @@ impl Pidfile {
         if let Ok(mut owned) = OWNED_PIDFILE.lock() {
             *owned = Some(path.to_path_buf());
         }
+        PIDFILE_FD.store(file.as_raw_fd(), Ordering::Relaxed);
+        Ok(Pidfile { file })
+    }
+
+    /// The pidfile a hand-over passed on (`handover::Inherited`), still locked by the old
+    /// process's open file. Not owned yet: the pid is written, and the file owned, once this
+    /// process serves ([`Readiness::handover`]), so a failed start leaves the old pid there.
+    pub fn adopt(file: File) -> std::io::Result<Pidfile> {
+        // The lock belongs to the open file, which both processes share: taking it again
+        // succeeds, and fails if this is not the locked pidfile after all.
+        // SAFETY: flock on a descriptor `file` owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        PIDFILE_FD.store(file.as_raw_fd(), Ordering::Relaxed);
         Ok(Pidfile { file })
     }
 
@@ -71,6 +89,18 @@ pub fn exit(code: i32) -> ! {
     crate::logging::flush();
     remove_pidfile();
     std::process::exit(code)
+}
+
+/// The open `-F` file's descriptor, to pass on at a hand-over.
+pub(crate) fn pidfile_fd() -> Option<std::os::fd::RawFd> {
+    Some(PIDFILE_FD.load(Ordering::Relaxed)).filter(|fd| *fd >= 0)
+}
+
+/// After a hand-over the new process owns the pidfile: [`exit`] leaves it alone.
+pub(crate) fn disown_pidfile() {
+    if let Ok(mut owned) = OWNED_PIDFILE.lock() {
+        *owned = None;
+    }
 }
 
 fn remove_pidfile() {
@@ -123,10 +153,16 @@ pub fn daemonize(log: Option<&File>) -> std::io::Result<Forked> {
         daemonize::Outcome::Parent(Err(e)) => Err(std::io::Error::other(e.to_string())),
         daemonize::Outcome::Child(Ok(_)) => {
             drop(reader);
-            Ok(Forked::Daemon(Readiness { pipe: Some(writer) }))
+            Ok(Forked::Daemon(Readiness {
+                pipe: Some(writer),
+                ..Readiness::default()
+            }))
         }
         daemonize::Outcome::Child(Err(e)) => {
-            let mut ready = Readiness { pipe: Some(writer) };
+            let mut ready = Readiness {
+                pipe: Some(writer),
+                ..Readiness::default()
+            };
             let text = format!("ERROR: unable to daemonize: {e}");
             ready.failed(EXIT_STARTUP, &text);
             exit(EXIT_STARTUP)
@@ -134,19 +170,52 @@ pub fn daemonize(log: Option<&File>) -> std::io::Result<Forked> {
     }
 }
 
-/// Tells the `-D` parent, and systemd (`Type=notify`), that startup is over.
+/// Tells the `-D` parent (or the old process of a hand-over), and systemd (`Type=notify`),
+/// that startup is over.
 #[derive(Debug, Default)]
 pub struct Readiness {
     pipe: Option<File>,
+    /// A hand-over: the pidfile to write the pid into at ready (and its path, to own it), and
+    /// systemd is told this is the main process now.
+    handover: Option<Option<(File, PathBuf)>>,
 }
 
 impl Readiness {
-    /// Startup succeeded: the port is bound.
+    /// For a process started by a hand-over: report on `pipe`; at ready, write the pid into
+    /// `pidfile` (the adopted [`Pidfile`] and its path) and become systemd's main process.
+    pub fn handover(pipe: File, pidfile: Option<(&Pidfile, &Path)>) -> std::io::Result<Readiness> {
+        let pidfile = match pidfile {
+            Some((p, path)) => Some((p.file.try_clone()?, path.to_path_buf())),
+            None => None,
+        };
+        Ok(Readiness {
+            pipe: Some(pipe),
+            handover: Some(pidfile),
+        })
+    }
+
+    /// Startup succeeded: the port is bound. systemd hears it before the waiting process:
+    /// after a hand-over, the old process exits soon after, and by then systemd must know
+    /// the new main pid.
     pub(crate) fn ready(&mut self) {
+        match self.handover.take() {
+            Some(pidfile) => {
+                if let Some((file, path)) = pidfile {
+                    let mut p = Pidfile { file };
+                    if let Err(e) = p.write_pid() {
+                        tracing::error!("unable to write PID to pidfile: {e}");
+                    }
+                    if let Ok(mut owned) = OWNED_PIDFILE.lock() {
+                        *owned = Some(path);
+                    }
+                }
+                sd_notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+            }
+            None => sd_notify("READY=1"),
+        }
         if let Some(mut p) = self.pipe.take() {
             let _ = p.write_all(&[0]);
         }
-        sd_notify("READY=1");
     }
 
     /// Startup failed; `text` is printed by the waiting parent. The pidfile goes first, so

@@ -51,12 +51,22 @@ pub fn lines_dropped() -> &'static AtomicU64 {
 
 /// Opens the `-l` file (before daemonizing, so an error still reaches the terminal).
 /// Unlike the original, a plain `-l FILE` appends to an existing file instead of failing.
+///
+/// `w` truncates the file, then writes in append mode too: after a hand-over (SIGUSR2) two
+/// processes write to it for a moment, and each line must land at the end, not over the
+/// other's.
 pub fn open_logfile(log: &LogFile) -> std::io::Result<File> {
+    if log.truncate {
+        OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&log.path)?;
+    }
     OpenOptions::new()
         .create(true)
-        .write(true)
-        .append(!log.truncate)
-        .truncate(log.truncate)
+        .append(true)
         .mode(0o644)
         .open(&log.path)
 }

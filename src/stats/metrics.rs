@@ -36,7 +36,7 @@ pub(super) const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("connections_timed_out_total", Kind::Counter, "SPOP connections closed by --frame-timeout or --idle-timeout.", |s| &s.connections_timed_out_total),
     ("notify_total", Kind::Counter, "NOTIFY frames received.", |s| &s.notify_total),
     ("ack_total", Kind::Counter, "ACK frames written.", |s| &s.ack_total),
-    ("notify_unacked_total", Kind::Counter, "NOTIFYs held by -t whose connection closed before the ACK (still mirrored).", |s| &s.notify_unacked_total),
+    ("notify_unacked_total", Kind::Counter, "NOTIFYs never ACKed, still mirrored: held by -t when their connection closed, or received after the agent's AGENT-DISCONNECT (stop, hand-over).", |s| &s.notify_unacked_total),
     ("mirror_skipped_invalid", Kind::Counter, "Messages that could not make a valid HTTP request.", |s| &s.mirror_skipped_invalid),
     ("mirror_skipped_truncated", Kind::Counter, "Messages whose body was shorter than its Content-Length.", |s| &s.mirror_skipped_truncated),
     ("config_reloads_total", Kind::Counter, "--config re-read at SIGHUP and put in force.", |s| &s.config_reloads_total),

@@ -106,8 +106,9 @@ pub struct Stats {
     pub notify_total: AtomicU64,
     /// ACK frames written.
     pub ack_total: AtomicU64,
-    /// NOTIFYs held by `-t` whose connection ended before their ACK was due: never ACKed,
-    /// their messages still handed to the mirror engine.
+    /// NOTIFYs held by `-t` whose connection ended before their ACK was due, or received
+    /// after our AGENT-DISCONNECT: never ACKed, their messages still handed to the mirror
+    /// engine.
     pub notify_unacked_total: AtomicU64,
     /// NOTIFY decoded → ACK handed to the socket.
     pub ack_latency: Histogram,

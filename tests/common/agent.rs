@@ -36,9 +36,16 @@ pub struct AgentProcessBuilder {
     args: Vec<String>,
     metrics: bool,
     env: Vec<(String, String)>,
+    program: Option<PathBuf>,
 }
 
 impl AgentProcessBuilder {
+    /// Run this binary instead of [`AGENT_BIN`] (e.g. a copy that the test replaces later).
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -112,14 +119,18 @@ impl AgentProcessBuilder {
         args.extend(self.args.iter().cloned());
 
         let log = File::create(&log_path).expect("create agent.log");
-        let child = Command::new(AGENT_BIN)
+        let program = self
+            .program
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(AGENT_BIN));
+        let child = Command::new(&program)
             .args(&args)
             .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {AGENT_BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         AgentProcess {
             child,
             port,
@@ -151,6 +162,7 @@ impl AgentProcess {
             args: Vec::new(),
             metrics: true,
             env: Vec::new(),
+            program: None,
         }
     }
 
