@@ -32,6 +32,11 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
             info!("metrics: serving http://{a}/metrics");
         }
     }
+    if let Some(l) = &started.admin {
+        if let Ok(a) = l.local_addr() {
+            info!("admin: serving run-time control at http://{a}/");
+        }
+    }
     for n in &config.run.notices {
         warn!("{n}");
     }
@@ -44,6 +49,7 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
         mut signals,
         listener,
         metrics,
+        admin,
         handler,
         mirror,
         stats,
@@ -55,6 +61,12 @@ pub async fn run(config: Config, mut ready: Readiness) -> i32 {
             Arc::clone(&stats),
             shutdown.clone(),
         ));
+    }
+    if let Some(l) = admin {
+        // The engine handle is passed explicitly: the endpoint reaches nothing else.
+        let handle =
+            crate::admin::Admin::new(Arc::new(config.clone()), mirror.clone(), Arc::clone(&stats));
+        tokio::spawn(crate::admin::serve(l, handle, shutdown.clone()));
     }
     tokio::spawn(crate::stats::monitor(
         Arc::clone(&stats),
@@ -137,6 +149,8 @@ struct Started {
     signals: Signals,
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
+    /// `--admin-address`: none unless asked.
+    admin: Option<tokio::net::TcpListener>,
     handler: Arc<dyn NotifyHandler>,
     mirror: Option<Mirror>,
     stats: Arc<Stats>,
@@ -152,6 +166,14 @@ async fn start(config: &Config) -> Result<Started, String> {
     let signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let listener = crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?;
     let stats = Arc::new(Stats::default());
+    let admin = match config.run.admin_address {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve the admin endpoint on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let metrics = match config.run.metrics_address {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -165,6 +187,7 @@ async fn start(config: &Config) -> Result<Started, String> {
         signals,
         listener,
         metrics,
+        admin,
         handler,
         mirror,
         stats,

@@ -25,6 +25,7 @@
     )
 )]
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
