@@ -414,6 +414,38 @@ async fn bad_inputs_are_refused_with_the_reason() {
     assert_eq!(get(&t.stats.admin_changes_total), 0);
 }
 
+/// Past `MAX_CONNECTIONS` open connections, a new one is closed at once and counted; once
+/// one closes, connections are served again.
+#[tokio::test]
+async fn connections_are_bounded_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let t = InProcess::start().await;
+    let mut idle = Vec::new();
+    for _ in 0..admin::MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(t.addr).await.unwrap());
+    }
+    // Accepted in order: these hold every slot, the next one is refused.
+    let mut extra = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(SETTLE, extra.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "not closed: {read:?}"
+    );
+    assert_eq!(get(&t.stats.admin_connections_refused_total), 1);
+    drop(idle);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut conn = HttpConn::connect(t.addr).await.unwrap();
+        if let Ok(r) = conn.get("/targets/a").await {
+            assert_eq!(r.status, 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn without_targets_nothing_to_change() {
     let cfg = config(&["--admin-address", "127.0.0.1:1"]);
