@@ -6,6 +6,8 @@
 //!
 //! With `--config`, SIGHUP is no stop: it re-reads the file, and puts it in force if it is
 //! valid (else the running configuration stays, and the failure is logged and counted).
+//! Run-time sampling and rate changes made through `--admin-address` give way to the file's;
+//! pauses stay (see `mirror::control`).
 
 use crate::config::{redact_userinfo, Config};
 use crate::handler::{Discard, NotifyHandler, Router};

@@ -9,7 +9,8 @@
 //! `throttle` keeps warnings that could repeat per request or per connection to one line per
 //! interval. `config` is the validated configuration every part reads; `app` runs the agent
 //! from a `Config` (bind, serve, metrics, signals, orderly stop); `process` holds what
-//! belongs to the process (exit codes, `-D`, `-F`, readiness); `logging` sets up the log.
+//! belongs to the process (exit codes, `-D`, `-F`, readiness); `logging` sets up the log;
+//! `admin` is the run-time control endpoint (`--admin-address`), given the engine by `app`.
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
