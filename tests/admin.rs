@@ -588,6 +588,7 @@ async fn binary_shows_no_secret_and_logs_every_change() {
         .with_admin()
         .start()
         .await;
+    assert!(text(&agent.admin("GET", "/", "").await).contains("POST   /pause"));
     let r = agent.admin("GET", "/config", "").await;
     assert_eq!(r.status, 200);
     let body = text(&r);
@@ -630,6 +631,10 @@ async fn binary_shows_no_secret_and_logs_every_change() {
         .wait_metric("admin_changes_total", |v| v == 4.0, SETTLE)
         .await;
     assert!(ok, "admin_changes_total = {v}");
+    let all: Value =
+        serde_json::from_slice(&agent.admin("GET", "/targets", "").await.body).unwrap();
+    assert_eq!(all[0]["name"], "default");
+    assert_eq!(all[1]["rate"]["per-second"], 9);
     assert_eq!(agent.metric("mirroring_paused").await, 1.0);
 
     agent.signal(libc::SIGHUP);
@@ -814,3 +819,51 @@ async fn pause_sample_and_rate_take_effect_at_once(bin: HaproxyBin) {
     assert_eq!(sink.count(), want.len());
 }
 per_haproxy!(pause_sample_and_rate_take_effect_at_once);
+
+/// Changes while HAProxy sends steadily: the clients see nothing, and every message is
+/// accounted for exactly once (queued, paused or sampled out), every queued one delivered.
+async fn changes_under_load_lose_nothing(bin: HaproxyBin) {
+    let (primary, sink) = (Sink::start("primary").await, Sink::start("mirror").await);
+    let agent = AgentProcess::builder()
+        .mirror(&sink.url())
+        .with_admin()
+        .start()
+        .await;
+    let hap = haproxy(&bin, &primary, &agent).await;
+    let n = 400;
+    let load = tokio::spawn(common::client::get_many(hap.addr(), "/l/", n, 2));
+    let changes = [
+        ("PUT", "/targets/default/sample", r#"{"percent": 0}"#),
+        ("POST", "/pause", ""),
+        ("PUT", "/targets/default/sample", r#"{"percent": 100}"#),
+        ("POST", "/resume", ""),
+        ("POST", "/targets/default/pause", ""),
+        ("PUT", "/targets/default/rate", r#"{"per-second": 100000}"#),
+        ("POST", "/targets/default/resume", ""),
+        ("POST", "/targets/default/reset", ""),
+    ];
+    let mut made = 0;
+    while !load.is_finished() && made < 400 {
+        let (method, path, body) = changes[made % changes.len()];
+        assert_eq!(agent.admin(method, path, body).await.status, 200);
+        made += 1;
+    }
+    let answers = load.await.unwrap().unwrap();
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(|r| r.status == 200));
+    eprintln!("{made} changes during {n} requests");
+    assert!(made >= changes.len(), "only {made} changes during the load");
+    // Leave it running, so that the accounting below is final.
+    assert_eq!(agent.admin("POST", "/resume", "").await.status, 200);
+    let got = common::targets::received(&agent, &hap, n).await;
+    accounted(&agent, OUTCOMES, got).await;
+    let queued = agent.metric("mirror_queued_total").await as usize;
+    sink.wait_for(queued, SETTLE).await;
+    let (v, ok) = agent
+        .wait_metric("mirror_sent_total", |v| v == queued as f64, SETTLE)
+        .await;
+    assert!(ok, "sent {v} of {queued} queued");
+    assert_eq!(sink.count(), queued);
+    assert_eq!(agent.metric("admin_changes_total").await as usize, made + 1);
+}
+per_haproxy!(changes_under_load_lose_nothing);
