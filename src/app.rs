@@ -6,6 +6,8 @@
 //!
 //! With `--config`, SIGHUP is no stop: it re-reads the file, and puts it in force if it is
 //! valid (else the running configuration stays, and the failure is logged and counted).
+//! Run-time sampling and rate changes made through `--admin-address` give way to the file's;
+//! pauses stay (see `mirror::control`).
 //!
 //! SIGUSR2 hands over to a new copy of the agent (`handover.rs`): once it serves on the same
 //! listening sockets, this process goes through the same orderly stop and exits 0.
@@ -38,6 +40,11 @@ pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherit
             info!("metrics: serving http://{a}/metrics");
         }
     }
+    if let Some(l) = &started.admin {
+        if let Ok(a) = l.local_addr() {
+            info!("admin: serving run-time control at http://{a}/");
+        }
+    }
     for n in &config.run.notices {
         warn!("{n}");
     }
@@ -50,6 +57,7 @@ pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherit
         mut signals,
         listener,
         metrics,
+        admin,
         handler,
         mirror,
         stats,
@@ -58,6 +66,7 @@ pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherit
     let mut handover = Handover::new(
         listener.as_raw_fd(),
         metrics.as_ref().map(|m| m.as_raw_fd()),
+        admin.as_ref().map(|a| a.as_raw_fd()),
         under_haproxy_master().then_some(
             "started by HAProxy's master (program section): restart the agent through HAProxy",
         ),
@@ -68,6 +77,12 @@ pub async fn run(config: Config, mut ready: Readiness, inherited: Option<Inherit
             Arc::clone(&stats),
             shutdown.clone(),
         ));
+    }
+    if let Some(l) = admin {
+        // The engine handle is passed explicitly: the endpoint reaches nothing else.
+        let handle =
+            crate::admin::Admin::new(Arc::new(config.clone()), mirror.clone(), Arc::clone(&stats));
+        tokio::spawn(crate::admin::serve(l, handle, shutdown.clone()));
     }
     tokio::spawn(crate::stats::monitor(
         Arc::clone(&stats),
@@ -168,6 +183,8 @@ struct Started {
     signals: Signals,
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
+    /// `--admin-address`: none unless asked.
+    admin: Option<tokio::net::TcpListener>,
     handler: Arc<dyn NotifyHandler>,
     mirror: Option<Mirror>,
     stats: Arc<Stats>,
@@ -187,6 +204,19 @@ async fn start(config: &Config, inherited: Inherited) -> Result<Started, String>
         None => crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?,
     };
     let stats = Arc::new(Stats::default());
+    // After a hand-over the sockets are the predecessor's, already listening.
+    let admin = match (config.run.admin_address, inherited.admin) {
+        (Some(_), Some(fd)) => Some(
+            crate::handover::listener(fd)
+                .map_err(|e| format!("cannot use the inherited admin socket: {e}"))?,
+        ),
+        (Some(addr), None) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve the admin endpoint on {addr}: {e}"))?,
+        ),
+        (None, _) => None,
+    };
     let metrics = match (config.run.metrics_address, inherited.metrics) {
         (Some(_), Some(fd)) => Some(
             crate::handover::listener(fd)
@@ -204,6 +234,7 @@ async fn start(config: &Config, inherited: Inherited) -> Result<Started, String>
         signals,
         listener,
         metrics,
+        admin,
         handler,
         mirror,
         stats,

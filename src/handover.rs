@@ -5,7 +5,8 @@
 //! 1. starts the binary it was started from (resolved at startup by [`remember_origin`], so a
 //!    package upgrade that replaced the file takes effect), with the same arguments, the same
 //!    environment and the working directory it was started in;
-//! 2. passes it, by number in [`ENV`], the listening SPOP socket, the metrics socket (if any),
+//! 2. passes it, by number in [`ENV`], the listening SPOP socket, the metrics and admin
+//!    sockets (if any),
 //!    the `-F` pidfile (its open file, which carries the `flock`), and one end of a readiness
 //!    socket pair; `FD_CLOEXEC` is cleared on exactly these in the child before `exec`;
 //! 3. waits up to [`READY_TIMEOUT`] for the readiness report, serving meanwhile. The report
@@ -22,7 +23,7 @@
 //!
 //! [`ENV`] is an internal contract between two copies of the agent, never set by operators;
 //! the command line stays the original's. Value: comma-separated `name=fd` pairs, names
-//! `spop` (required), `ready` (required), `metrics`, `pidfile`.
+//! `spop` (required), `ready` (required), `metrics`, `admin`, `pidfile`.
 //!
 //! Under HAProxy's master (`program` section) SIGUSR2 is refused: the new process would not be
 //! the master's child, and the master would consider the program gone (README, "Restarts").
@@ -116,6 +117,8 @@ pub struct Inherited {
     pub spop: Option<OwnedFd>,
     /// The listening metrics socket.
     pub metrics: Option<OwnedFd>,
+    /// The listening admin socket (`--admin-address`).
+    pub admin: Option<OwnedFd>,
     /// The readiness channel: see `process::Readiness`.
     pub ready: Option<File>,
     /// The `-F` pidfile, locked.
@@ -125,7 +128,7 @@ pub struct Inherited {
 impl Inherited {
     /// Reads and removes [`ENV`] (call before any thread exists); `Ok(None)` when this process
     /// was not started by a hand-over. Each descriptor is checked before it is taken: a
-    /// listening socket for `spop` and `metrics`, an open descriptor for the others.
+    /// listening socket for `spop`, `metrics` and `admin`, an open descriptor for the others.
     pub fn from_env() -> Result<Option<Inherited>, String> {
         let Some(value) = std::env::var_os(ENV) else {
             return Ok(None);
@@ -142,7 +145,7 @@ impl Inherited {
                 return Err(format!("{ENV}: {name}={fd} is not an inherited descriptor"));
             }
             let taken = match name {
-                "spop" | "metrics" => {
+                "spop" | "metrics" | "admin" => {
                     if !is_listening_socket(fd) {
                         return Err(format!("{ENV}: {name}={fd} is not a listening socket"));
                     }
@@ -152,7 +155,8 @@ impl Inherited {
                     set_cloexec(fd, true);
                     match name {
                         "spop" => found.spop.replace(owned).is_some(),
-                        _ => found.metrics.replace(owned).is_some(),
+                        "metrics" => found.metrics.replace(owned).is_some(),
+                        _ => found.admin.replace(owned).is_some(),
                     }
                 }
                 "ready" | "pidfile" => {
@@ -226,6 +230,7 @@ pub fn listener(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
 pub struct Handover {
     spop: RawFd,
     metrics: Option<RawFd>,
+    admin: Option<RawFd>,
     /// Why SIGUSR2 is refused here, if it is.
     refused: Option<&'static str>,
     task: Option<JoinHandle<Result<u32, String>>>,
@@ -234,12 +239,18 @@ pub struct Handover {
 }
 
 impl Handover {
-    /// `spop` and `metrics` are the listening sockets' descriptors; they must stay open
-    /// until the orderly stop.
-    pub fn new(spop: RawFd, metrics: Option<RawFd>, refused: Option<&'static str>) -> Handover {
+    /// `spop`, `metrics` and `admin` are the listening sockets' descriptors; they must stay
+    /// open until the orderly stop.
+    pub fn new(
+        spop: RawFd,
+        metrics: Option<RawFd>,
+        admin: Option<RawFd>,
+        refused: Option<&'static str>,
+    ) -> Handover {
         Handover {
             spop,
             metrics,
+            admin,
             refused,
             task: None,
             starting: Arc::new(AtomicU32::new(0)),
@@ -285,6 +296,7 @@ impl Handover {
         let fds = Fds {
             spop: self.spop,
             metrics: self.metrics,
+            admin: self.admin,
             pidfile: pidfile_fd(),
         };
         self.task = Some(tokio::spawn(start_successor(
@@ -333,6 +345,7 @@ impl Handover {
 struct Fds {
     spop: RawFd,
     metrics: Option<RawFd>,
+    admin: Option<RawFd>,
     pidfile: Option<RawFd>,
 }
 
@@ -349,13 +362,22 @@ async fn start_successor(
     if let Some(m) = fds.metrics {
         value.push_str(&format!(",metrics={m}"));
     }
+    if let Some(a) = fds.admin {
+        value.push_str(&format!(",admin={a}"));
+    }
     if let Some(p) = fds.pidfile {
         value.push_str(&format!(",pidfile={p}"));
     }
-    let inherit: Vec<RawFd> = [Some(fds.spop), Some(ready_fd), fds.metrics, fds.pidfile]
-        .into_iter()
-        .flatten()
-        .collect();
+    let inherit: Vec<RawFd> = [
+        Some(fds.spop),
+        Some(ready_fd),
+        fds.metrics,
+        fds.admin,
+        fds.pidfile,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
 
     let mut cmd = tokio::process::Command::new(&origin.exe);
     cmd.args(&origin.args).env(ENV, &value).kill_on_drop(false);

@@ -10,7 +10,8 @@
 //! interval. `config` is the validated configuration every part reads; `app` runs the agent
 //! from a `Config` (bind, serve, metrics, signals, orderly stop); `process` holds what
 //! belongs to the process (exit codes, `-D`, `-F`, readiness); `handover` is the SIGUSR2
-//! restart onto inherited sockets; `logging` sets up the log.
+//! restart onto inherited sockets; `logging` sets up the log; `admin` is the run-time
+//! control endpoint (`--admin-address`), given the engine by `app`.
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
@@ -26,6 +27,7 @@
     )
 )]
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -919,3 +919,49 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|s| s.trim_start().starts_with('Z'))
     })
 }
+
+/// The metrics and admin ports go over with the SPOP port: the new process could not bind
+/// them while the old one listens, so it must adopt them, and both answer after the old
+/// process is gone.
+#[tokio::test]
+async fn metrics_and_admin_ports_are_handed_over() {
+    become_subreaper();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pidfile = dir.path().join("agent.pid");
+    let mut agent = AgentProcess::builder()
+        .with_admin()
+        .arg("-F")
+        .arg(pidfile.display().to_string())
+        .start()
+        .await;
+    let old_pid = agent.pid();
+    agent.signal(libc::SIGUSR2);
+    let new_pid = wait_pidfile(&pidfile, Some(old_pid), PHASE_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no new pid:\n{}", agent.output()));
+    let mut new = Adopted {
+        pid: new_pid,
+        reaped: None,
+    };
+    let exit = agent.wait_exit(PHASE_TIMEOUT);
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(0),
+        "old process's exit:\n{}",
+        agent.output()
+    );
+    let admin = agent.admin_addr();
+    assert!(process_listens_on(new_pid, agent.port()), "SPOP port");
+    assert!(process_listens_on(new_pid, admin.port()), "admin port");
+    assert!(
+        agent.metrics_text().await.contains("spoa_mirror_"),
+        "metrics after the hand-over"
+    );
+    let resp = agent.admin("GET", "/", "").await;
+    assert_eq!(
+        resp.status, 200,
+        "admin after the hand-over: {:?}",
+        resp.body
+    );
+    assert_eq!(new.terminate(), Some(0));
+}

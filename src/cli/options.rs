@@ -162,6 +162,8 @@ pub(super) const OPTIONS: &[Opt] = &[
         .or(|| time(MirrorConfig::DEFAULT_DRAIN_TIMEOUT)),
     flag("foreground", None, "foreground", false, "Stay in the foreground even when -D is given (for service managers)"),
     long("config", "FILE", "Mirror targets and their policies (TOML, [[target]] tables); the mirror flags are their defaults, -u adds a target named default; re-read at SIGHUP"),
+    long("admin-address", "ADDR:PORT", "Serve the run-time control endpoint (show the configuration, pause and resume mirroring, change sampling and rate caps) at http://ADDR:PORT/; no authentication: bind it to a loopback address")
+        .or(|| "off".into()),
     long("check-config", "FILE", "Check FILE as --config would, print the effective targets, and exit (0: valid, 64: not)"),
 ];
 

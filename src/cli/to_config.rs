@@ -248,6 +248,24 @@ fn run(r: &mut Reader, t: &Times, rust_log: Option<String>) -> RunConfig {
             format!("invalid metrics address '{a}' (expected ADDR:PORT, e.g. 127.0.0.1:9105)")
         })
     });
+    run.admin_address = r.value("admin-address", |a| {
+        a.parse::<SocketAddr>().map_err(|_| {
+            format!("invalid admin address '{a}' (expected ADDR:PORT, e.g. 127.0.0.1:9106)")
+        })
+    });
+    if let (Some(a), Some(m)) = (run.admin_address, run.metrics_address) {
+        if a == m {
+            r.errors.push(format!(
+                "--admin-address {a} is also --metrics-address: the changing endpoints never share the metrics address"
+            ));
+        }
+    }
+    if run.admin_address.is_some_and(|a| !a.ip().is_loopback()) {
+        r.notices.push(
+            "--admin-address is not a loopback address: anyone who reaches it can pause mirroring (it has no authentication)"
+                .to_string(),
+        );
+    }
     run
 }
 

@@ -333,6 +333,8 @@ pub struct RunConfig {
     pub log_filter: String,
     /// Serve Prometheus metrics here.
     pub metrics_address: Option<SocketAddr>,
+    /// Serve the run-time control endpoint (`src/admin/`) here; off unless asked.
+    pub admin_address: Option<SocketAddr>,
     /// libev backend names given with `-B`; tokio picks its own driver, they are only logged.
     pub libev_backends: Vec<String>,
     /// Warnings about the command line (ignored options, extra operands), logged at startup.
@@ -358,6 +360,7 @@ impl Default for RunConfig {
             logfile: None,
             log_filter: RunConfig::DEFAULT_LOG_FILTER.into(),
             metrics_address: None,
+            admin_address: None,
             libev_backends: Vec::new(),
             notices: Vec::new(),
         }

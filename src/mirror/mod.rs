@@ -13,6 +13,7 @@
 //! each target's queue, in `Target::offer`. [`Mirror::reload`] swaps the target list.
 
 mod client;
+mod control;
 mod delivery;
 mod headers;
 mod message;
@@ -20,6 +21,7 @@ mod policy;
 mod request;
 mod target;
 
+pub use control::{ControlError, TargetView};
 pub use headers::{parse_hdrs_bin, parse_hdrs_text, HeaderError, HeaderList};
 pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
 /// The pure request builder, exported for the fuzz targets (fuzz/) and their corpus replay.
@@ -199,6 +201,7 @@ impl Mirror {
         inner
             .stats
             .set_targets(built.iter().map(|t| Arc::clone(t.stats())).collect());
+        control::log_reload(&inner.stats, &old, &built);
         inner.targets.store(Arc::new(built));
         Ok(())
     }
@@ -228,6 +231,13 @@ impl MessageHandler for Mirror {
 impl Inner {
     /// Parses one message and queues its request; never blocks.
     fn offer(&self, message: &Message) {
+        // Paused for every target at run time: not even parsed; one atomic load per message.
+        if crate::stats::get(&self.stats.mirroring_paused) != 0 {
+            for target in self.targets.load().iter() {
+                inc(&target.stats().dropped_paused);
+            }
+            return;
+        }
         let mut notes = Notes::default();
         let parsed = message::parse(message, &mut notes);
         if let Some(role) = notes.duplicate {

@@ -14,7 +14,7 @@ use super::message::MirrorRequest;
 use super::policy::{Breaker, Outcome, Policy, Verdict};
 use super::request::Base;
 use super::Error;
-use crate::config::{MirrorConfig, TargetConfig};
+use crate::config::{MirrorConfig, PolicyConfig, TargetConfig};
 use crate::stats::{add, dec, get, inc, sub, Stats, TargetStats};
 use crate::throttle::LogThrottle;
 use http::Version;
@@ -30,6 +30,9 @@ pub(super) struct Target {
     queue: mpsc::Sender<Job>,
     shared: Arc<Shared>,
     policy: Arc<Policy>,
+    /// The policy the configuration gives; `policy` differs from it after a run-time change
+    /// of sampling or rate cap (admin endpoint), until a reload or a reset.
+    configured: Arc<PolicyConfig>,
 }
 
 /// What the dispatcher and the delivery tasks of one target share.
@@ -128,6 +131,7 @@ impl Target {
             queue,
             shared,
             policy,
+            configured: Arc::new(target.policy.clone()),
         })
     }
 
@@ -155,10 +159,39 @@ impl Target {
             ))
         };
         Some(Target {
+            configured: Arc::new(target.policy.clone()),
+            ..self.with_policy(policy)
+        })
+    }
+
+    /// This target (same queue, client, counters) with another policy in force.
+    pub(super) fn with_policy(&self, policy: Arc<Policy>) -> Target {
+        Target {
             queue: self.queue.clone(),
             shared: Arc::clone(&self.shared),
             policy,
-        })
+            configured: Arc::clone(&self.configured),
+        }
+    }
+
+    pub(super) fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The policy the configuration gives (without run-time changes).
+    pub(super) fn configured(&self) -> &PolicyConfig {
+        &self.configured
+    }
+
+    /// The connection settings it was built with.
+    pub(super) fn mirror_config(&self) -> &MirrorConfig {
+        &self.shared.config
+    }
+
+    /// Whether sampling or the rate cap were changed at run time.
+    pub(super) fn overridden(&self) -> bool {
+        let p = self.policy.config();
+        p.sample != self.configured.sample || p.rate != self.configured.rate
     }
 
     /// Queues one request for this target; never blocks. A full queue, a used-up budget or a
@@ -168,6 +201,12 @@ impl Target {
         let stats = &shared.stats;
         if closing.is_cancelled() {
             inc(&stats.dropped_shutdown);
+            return;
+        }
+        // Paused at run time: one atomic load per request, and the very next request after
+        // the admin's change sees it.
+        if stats.paused.load(Ordering::Acquire) != 0 {
+            inc(&stats.dropped_paused);
             return;
         }
         let (request, breaker) = match self.policy.decide(request, stats) {

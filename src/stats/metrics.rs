@@ -41,6 +41,10 @@ pub(super) const FIELDS: &[(&str, Kind, &str, Field)] = &[
     ("mirror_skipped_truncated", Kind::Counter, "Messages whose body was shorter than its Content-Length.", |s| &s.mirror_skipped_truncated),
     ("config_reloads_total", Kind::Counter, "--config re-read at SIGHUP and put in force.", |s| &s.config_reloads_total),
     ("config_reload_failed_total", Kind::Counter, "--config re-read at SIGHUP and refused (the running configuration stays).", |s| &s.config_reload_failed_total),
+    ("admin_requests_total", Kind::Counter, "Requests answered by the admin endpoint (--admin-address).", |s| &s.admin_requests_total),
+    ("admin_changes_total", Kind::Counter, "Run-time changes made through the admin endpoint.", |s| &s.admin_changes_total),
+    ("admin_connections_refused_total", Kind::Counter, "Admin connections closed at once because too many were open.", |s| &s.admin_connections_refused_total),
+    ("mirroring_paused", Kind::Gauge, "1 while mirroring is paused for every target (admin endpoint).", |s| &s.mirroring_paused),
     ("log_lines_dropped_total", Kind::Counter, "Log lines dropped because the log output fell behind.", |_| crate::logging::lines_dropped()),
 ];
 
@@ -68,6 +72,8 @@ pub(super) const TARGET_FIELDS: &[(&str, Kind, &str, TargetField)] = &[
     ("dropped_rate_limited", Kind::Counter, "Requests dropped over the target's rate cap.", |t| &t.dropped_rate_limited),
     ("dropped_breaker_open", Kind::Counter, "Requests dropped while the target's circuit breaker was open.", |t| &t.dropped_breaker_open),
     ("breaker_opened_total", Kind::Counter, "Times the target's circuit breaker opened.", |t| &t.breaker_opened_total),
+    ("dropped_paused", Kind::Counter, "Requests not mirrored because mirroring was paused at run time (globally or for this target).", |t| &t.dropped_paused),
+    ("paused", Kind::Gauge, "1 while this target is paused at run time (admin endpoint).", |t| &t.paused),
     ("queued", Kind::Gauge, "Messages waiting in the queue now (in-flight requests not included).", |t| &t.queued),
     ("queued_bytes", Kind::Gauge, "Bytes of the messages waiting in the queue now (in-flight requests not included).", |t| &t.queued_bytes),
     ("memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |t| &t.memory_bytes),

@@ -126,6 +126,16 @@ pub struct Stats {
     /// `--config` re-read at SIGHUP and refused (the running configuration stays).
     pub config_reload_failed_total: AtomicU64,
 
+    // --- run-time control (`--admin-address`)
+    /// Requests the admin endpoint answered (any status).
+    pub admin_requests_total: AtomicU64,
+    /// Changes the admin endpoint made (pause, resume, sample, rate, reset).
+    pub admin_changes_total: AtomicU64,
+    /// Admin connections closed at once because the admin connection limit was reached.
+    pub admin_connections_refused_total: AtomicU64,
+    /// 1 while mirroring is paused for every target (the engine reads it per message).
+    pub mirroring_paused: AtomicU64,
+
     /// The counters of each mirror target, in the order the engine registered them. Read
     /// only by the metrics endpoint and the monitor; each target updates its own through its
     /// `Arc`, so no request ever takes this lock.
@@ -172,6 +182,11 @@ pub struct TargetStats {
     pub dropped_breaker_open: AtomicU64,
     /// Times the circuit breaker opened.
     pub breaker_opened_total: AtomicU64,
+    /// Not mirrored: mirroring was paused (for every target, or for this one) at run time.
+    pub dropped_paused: AtomicU64,
+    /// 1 while this target is paused at run time (`Target::offer` reads it per request); kept
+    /// across reloads with the counters.
+    pub paused: AtomicU64,
     /// Requests in the queue now (waiting for a request slot), and their bytes.
     pub queued: AtomicU64,
     pub queued_bytes: AtomicU64,

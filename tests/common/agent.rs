@@ -35,6 +35,8 @@ pub const METRIC_PREFIX: &str = "spoa_mirror_";
 pub struct AgentProcessBuilder {
     args: Vec<String>,
     metrics: bool,
+    /// `--admin-address 127.0.0.1:<free port>` (off by default, as in the agent).
+    admin: bool,
     env: Vec<(String, String)>,
     program: Option<PathBuf>,
 }
@@ -68,6 +70,12 @@ impl AgentProcessBuilder {
     /// Do not pass `--metrics-address` (e.g. to test the plain original command line).
     pub fn without_metrics(mut self) -> Self {
         self.metrics = false;
+        self
+    }
+
+    /// Serve the admin endpoint on a free loopback port (`--admin-address`).
+    pub fn with_admin(mut self) -> Self {
+        self.admin = true;
         self
     }
 
@@ -105,6 +113,7 @@ impl AgentProcessBuilder {
         let log_path = dir.path().join("agent.log");
         let port = free_port();
         let metrics_addr = self.metrics.then(|| local(free_port()));
+        let admin_addr = self.admin.then(|| local(free_port()));
 
         let mut args: Vec<String> = vec![
             "-r0".into(),
@@ -115,6 +124,9 @@ impl AgentProcessBuilder {
         ];
         if let Some(m) = metrics_addr {
             args.extend(["--metrics-address".to_string(), m.to_string()]);
+        }
+        if let Some(a) = admin_addr {
+            args.extend(["--admin-address".to_string(), a.to_string()]);
         }
         args.extend(self.args.iter().cloned());
 
@@ -135,6 +147,7 @@ impl AgentProcessBuilder {
             child,
             port,
             metrics_addr,
+            admin_addr,
             args,
             log_path,
             _dir: dir,
@@ -151,6 +164,7 @@ pub struct AgentProcess {
     child: Child,
     port: u16,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     args: Vec<String>,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -161,6 +175,7 @@ impl AgentProcess {
         AgentProcessBuilder {
             args: Vec::new(),
             metrics: true,
+            admin: false,
             env: Vec::new(),
             program: None,
         }
@@ -178,6 +193,7 @@ impl AgentProcess {
     /// exited or the deadline passed.
     async fn wait_listening(&mut self) -> Result<(), String> {
         let (port, metrics) = (self.port, self.metrics_addr.map(|a| a.port()));
+        let admin = self.admin_addr.map(|a| a.port());
         let child = &mut self.child;
         let pid = child.id();
         let outcome = poll_until(START_TIMEOUT, || {
@@ -185,7 +201,8 @@ impl AgentProcess {
                 return Some(Err(status));
             }
             let ready = process_listens_on(pid, port)
-                && metrics.map_or(true, |m| process_listens_on(pid, m));
+                && metrics.map_or(true, |m| process_listens_on(pid, m))
+                && admin.map_or(true, |a| process_listens_on(pid, a));
             ready.then_some(Ok(()))
         })
         .await;
@@ -280,6 +297,23 @@ impl AgentProcess {
             resp.body
         );
         String::from_utf8_lossy(&resp.body).into_owned()
+    }
+
+    /// The admin endpoint's address (`with_admin`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+            .expect("agent started without --admin-address")
+    }
+
+    /// One request to the admin endpoint, on a new connection.
+    pub async fn admin(&self, method: &str, path: &str, body: &str) -> super::client::Response {
+        let addr = self.admin_addr();
+        let mut conn = HttpConn::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect to admin {addr}: {e}"));
+        conn.request(method, path, &[("Connection", "close")], body.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
     }
 
     /// Scrape once and parse every sample.

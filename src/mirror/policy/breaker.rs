@@ -43,6 +43,11 @@ impl Breaker {
         }
     }
 
+    /// Whether the circuit is open (requests short-circuited, or one probe at a time).
+    pub(super) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Whether a request may go now.
     pub(super) fn admit(&self) -> bool {
         self.admit_at(Instant::now())

@@ -13,7 +13,7 @@ mod sample;
 pub(super) use breaker::{Breaker, Outcome};
 
 use super::message::MirrorRequest;
-use crate::config::{PolicyConfig, RateCap};
+use crate::config::{PolicyConfig, RateCap, Sampling};
 use crate::stats::{inc, TargetStats};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::uri::Authority;
@@ -24,7 +24,8 @@ use std::sync::Arc;
 pub(super) struct Policy {
     config: PolicyConfig,
     sampler: Option<sample::Sampler>,
-    rate: Option<DefaultDirectRateLimiter>,
+    /// Shared with a copy made by [`Policy::with_overrides`] that keeps the same cap.
+    rate: Option<Arc<DefaultDirectRateLimiter>>,
     breaker: Option<Arc<Breaker>>,
     /// The target's authority, for `host = "target"`.
     authority: Option<Authority>,
@@ -42,7 +43,7 @@ impl Policy {
     pub(super) fn new(config: PolicyConfig, authority: Authority) -> Policy {
         Policy {
             sampler: config.sample.as_ref().map(sample::Sampler::new),
-            rate: config.rate.map(limiter),
+            rate: config.rate.map(limiter).map(Arc::new),
             breaker: config.breaker.map(|b| Arc::new(Breaker::new(b))),
             authority: Some(authority),
             config,
@@ -53,6 +54,32 @@ impl Policy {
     /// unchanged one).
     pub(super) fn config(&self) -> &PolicyConfig {
         &self.config
+    }
+
+    /// This policy with another sampling and rate cap (run-time control): the breaker and,
+    /// if the cap is unchanged, the rate limiter keep their state; rules stay as they are.
+    pub(super) fn with_overrides(&self, sample: Option<Sampling>, rate: Option<RateCap>) -> Policy {
+        let rate_limiter = match rate == self.config.rate {
+            true => self.rate.clone(),
+            false => rate.map(limiter).map(Arc::new),
+        };
+        let config = PolicyConfig {
+            sample,
+            rate,
+            ..self.config.clone()
+        };
+        Policy {
+            sampler: config.sample.as_ref().map(sample::Sampler::new),
+            rate: rate_limiter,
+            breaker: self.breaker.clone(),
+            authority: self.authority.clone(),
+            config,
+        }
+    }
+
+    /// Whether the circuit breaker is open now (for the admin endpoint's target state).
+    pub(super) fn breaker_open(&self) -> bool {
+        self.breaker.as_ref().is_some_and(|b| b.is_open())
     }
 
     pub(super) fn decide(&self, request: &Arc<MirrorRequest>, stats: &TargetStats) -> Verdict {

@@ -235,6 +235,53 @@ fn breaker_opens_cools_down_and_probes() {
     assert!(b.admit_at(t2) && b.admit_at(t2));
 }
 
+#[test]
+fn overrides_keep_the_breaker_and_an_unchanged_rate_limiter() {
+    let stats = TargetStats::default();
+    let cap = RateCap {
+        per_second: NonZeroU32::new(1).unwrap(),
+        burst: NonZeroU32::new(2).unwrap(),
+    };
+    let p = Policy::new(
+        PolicyConfig {
+            rate: Some(cap),
+            breaker: Some(BreakerConfig {
+                failures: NonZeroU32::new(1).unwrap(),
+                cool_down: Duration::from_secs(3600),
+            }),
+            ..PolicyConfig::default()
+        },
+        "t".parse().unwrap(),
+    );
+    let r = Arc::new(req(Method::GET, b"/", &[]));
+    assert!(matches!(p.decide(&r, &stats), Verdict::Send(..)));
+    let Verdict::Send(_, Some(b)) = p.decide(&r, &stats) else {
+        panic!("the burst of 2, with the breaker")
+    };
+    assert_eq!(b.record(false), Outcome::Opened);
+    assert!(p.breaker_open());
+    // Sampling at 0 %: out before the rate cap and the breaker are asked.
+    let none = p.with_overrides(
+        Some(Sampling {
+            percent: 0.0,
+            by: SampleKey::Random,
+        }),
+        Some(cap),
+    );
+    assert!(none.breaker_open(), "breaker state kept");
+    assert!(matches!(none.decide(&r, &stats), Verdict::Drop));
+    assert_eq!(crate::stats::get(&stats.dropped_sampled_out), 1);
+    // Same cap: the same limiter, its burst used up.
+    let all = none.with_overrides(None, Some(cap));
+    assert!(matches!(all.decide(&r, &stats), Verdict::Drop));
+    assert_eq!(crate::stats::get(&stats.dropped_rate_limited), 1);
+    // No cap: only the open breaker drops.
+    let uncapped = all.with_overrides(None, None);
+    assert!(matches!(uncapped.decide(&r, &stats), Verdict::Drop));
+    assert_eq!(crate::stats::get(&stats.dropped_breaker_open), 1);
+    assert_eq!(uncapped.config().breaker, p.config().breaker);
+}
+
 proptest::proptest! {
     /// Any Cookie bytes a client sends: a value or none, never a panic; a rule set's copy of
     /// the request keeps every other header.
