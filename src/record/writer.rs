@@ -242,7 +242,11 @@ impl Files {
                 let _ = gz.finish();
             }
         }
-        self.retry_at = Some(Instant::now() + RETRY);
+        // A batch refused during the pause does not extend it: a new file is tried after it.
+        let now = Instant::now();
+        if self.retry_at.map_or(true, |at| now >= at) {
+            self.retry_at = Some(now + RETRY);
+        }
         if self.warn.allow() {
             tracing::warn!(
                 "target '{}': cannot write records to {}: {e} ({} records lost so far; \

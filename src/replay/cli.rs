@@ -232,14 +232,15 @@ pub async fn run(a: Args) -> u8 {
     };
     let started = std::time::Instant::now();
     let (reporter, max_record) = (bar.clone(), a.max_record);
+    let reported = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let source = || {
-        let r = reporter.clone();
+        let (r, reported) = (reporter.clone(), Arc::clone(&reported));
         Requests::new(
             files.clone(),
             rules.clone(),
             Arc::clone(&counts),
             max_record,
-            move |line| r.println(line),
+            move |line| report(&r, &reported, line),
         )
     };
     let send = |req| {
@@ -260,6 +261,24 @@ pub async fn run(a: Args) -> u8 {
         EXIT_FAILED_REQUESTS
     } else {
         EXIT_OK
+    }
+}
+
+/// Problems shown one a line (above the bar), the first [`MAX_REPORTED`] of them; the summary
+/// counts them all.
+const MAX_REPORTED: u64 = 20;
+
+fn report(bar: &ProgressBar, reported: &std::sync::atomic::AtomicU64, line: String) {
+    let n = reported.fetch_add(1, Ordering::Relaxed);
+    let line = match n {
+        n if n < MAX_REPORTED => line,
+        MAX_REPORTED => "(more problems: see the summary's counts)".to_string(),
+        _ => return,
+    };
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 
