@@ -217,8 +217,11 @@ pub async fn run(a: Args) -> u8 {
         authority: sender.authority().clone(),
     };
 
-    // A first pass counts the requests, for the progress bar's length and ETA.
-    let total = {
+    // A first pass counts the requests, for the progress bar's length and ETA (not when
+    // looping: no end, no ETA; nor without a bar).
+    let total = if a.repeat || a.quiet {
+        0
+    } else {
         let counts = Arc::new(InputCounts::default());
         Requests::new(files.clone(), rules.clone(), counts, a.max_record, |_| {}).count() as u64
     };
