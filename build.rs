@@ -25,6 +25,15 @@ fn main() {
     for cfg in CFGS {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
+    // `is_root`: the tests that mount a file system (tests/record.rs) run, else are ignored.
+    println!("cargo::rustc-check-cfg=cfg(is_root)");
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    });
+    if root {
+        println!("cargo::rustc-cfg=is_root");
+    }
 
     let ci = std::env::var("CI")
         .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")));

@@ -25,6 +25,10 @@
 //! a `--config` file (the sink then expects N requests per NOTIFY). `--rules` gives each
 //! file target a rule set (sticky 100 % sample by a header, redaction of Authorization and
 //! Cookie, Host set to the target, X-Forwarded-For), to measure what the policy costs.
+//!
+//! `-- --record-dir DIR [--record-gzip ...]` makes the agent record every request as well:
+//! the report adds the records written, MB/s and drops (the agent's CPU then includes the
+//! recorder's thread).
 
 mod support;
 use bytes::{Buf, Bytes, BytesMut};
@@ -653,6 +657,21 @@ fn main() {
             m("spoa_mirror_mirror_sent_total"),
             m("spoa_mirror_mirror_connections_total"),
         );
+        if o.agent_args.iter().any(|a| a == "--record-dir") {
+            // Recording (`-- --record-dir DIR`): records and bytes the writer got on disk.
+            let bytes = m("spoa_mirror_mirror_record_bytes_total") as f64;
+            let written = m("spoa_mirror_mirror_record_written_total");
+            println!(
+                "  recording           written {} ({:.2} MB/s, {:.0} B/record), dropped {}, errors {}, rotated {}, deleted {}",
+                written,
+                bytes / 1e6 / elapsed.as_secs_f64(),
+                bytes / written.max(1) as f64,
+                m("spoa_mirror_mirror_record_dropped_total"),
+                m("spoa_mirror_mirror_record_errors_total"),
+                m("spoa_mirror_mirror_record_files_rotated_total"),
+                m("spoa_mirror_mirror_record_files_deleted_total"),
+            );
+        }
         // The agent's own view: NOTIFY decoded → ACK handed to the socket (bucket bounds).
         let q = |p: f64| {
             histogram_quantile_us(&metrics, "spoa_mirror_ack_latency_seconds", p)

@@ -38,6 +38,8 @@ pub mod listener;
 pub mod logging;
 pub mod mirror;
 pub mod process;
+pub mod record;
+pub mod replay;
 pub mod spop;
 pub mod stats;
 pub(crate) mod throttle;

@@ -591,6 +591,48 @@ fn binary_exit_codes_and_streams() {
     );
 }
 
+/// packaging/spoa-mirror-replay.1, the same way (the replay tool's own clap definition).
+#[test]
+fn replay_man_page_is_current() {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(spoa_mirror::replay::cli::Args::command())
+        .render(&mut page)
+        .expect("render man page");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/spoa-mirror-replay.1");
+    if std::env::var_os("UPDATE_MAN").is_some() {
+        std::fs::write(&path, &page).expect("write man page");
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == page,
+        "{} is out of date: run UPDATE_MAN=1 cargo test --test cli man_page",
+        path.display()
+    );
+}
+
+/// The replay tool: its usage errors and exit codes (the agent's command line is untouched).
+#[test]
+fn replay_usage() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_spoa-mirror-replay"))
+            .args(args)
+            .output()
+            .expect("run spoa-mirror-replay")
+    };
+    let out = run(&["x.gor", "--url", "http://127.0.0.1:9/", "--speed", "5000x"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --speed '5000x'"));
+    let out = run(&["/nonexistent.gor", "--url", "http://127.0.0.1:9/"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.gor"));
+    let out = run(&["x.gor", "--url", "ftp://h/"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&["x.gor"]);
+    assert_eq!(out.status.code(), Some(2), "clap: --url is required");
+}
+
 /// packaging/spoa-mirror.1 is generated from the clap definition; this fails when it is out
 /// of date. Regenerate with `UPDATE_MAN=1 cargo test --test cli man_page`.
 #[test]

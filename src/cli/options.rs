@@ -3,7 +3,7 @@
 //! from it. The defaults shown come from `config`, the one place they are set.
 
 use super::values::format_bytes;
-use crate::config::{ListenConfig, MirrorConfig, RunConfig, SpopConfig};
+use crate::config::{ListenConfig, MirrorConfig, RecordConfig, RunConfig, SpopConfig};
 use std::time::Duration;
 
 /// One option: the table below is the single place to add one; the clap command, the help
@@ -165,6 +165,14 @@ pub(super) const OPTIONS: &[Opt] = &[
     long("admin-address", "ADDR:PORT", "Serve the run-time control endpoint (show the configuration, pause and resume mirroring, change sampling and rate caps) at http://ADDR:PORT/; no authentication: bind it to a loopback address")
         .or(|| "off".into()),
     long("check-config", "FILE", "Check FILE as --config would, print the effective targets, and exit (0: valid, 64: not)"),
+    long("record-dir", "DIR", "Also write every request -u's target takes to files in DIR, in GoReplay's format (for spoa-mirror-replay); created if missing"),
+    long("record-file-size", "BYTES", "Start a new record file at this size, K/M/G suffixes")
+        .or(|| format_bytes(RecordConfig::DEFAULT_FILE_SIZE)),
+    long("record-rotate", "TIME", "Start a new record file at least this often, 1s..1d")
+        .or(|| time(RecordConfig::DEFAULT_ROTATE)),
+    long("record-disk-budget", "BYTES", "Record files take at most this much disk, the oldest deleted first")
+        .or(|| format_bytes(RecordConfig::DEFAULT_DISK_BUDGET)),
+    flag("record-gzip", None, "record-gzip", false, "gzip the record files (.gor.gz)"),
 ];
 
 /// The default of `-n`, completed with the count in `-h` (not in the man page).

@@ -9,7 +9,8 @@ use super::values::{
 };
 use super::{usage_error, CliError};
 use crate::config::{
-    Config, ListenConfig, MirrorConfig, ProxyConfig, RunConfig, Secret, SpopConfig, TargetConfig,
+    Config, ListenConfig, MirrorConfig, ProxyConfig, RecordConfig, RunConfig, Secret, SpopConfig,
+    TargetConfig,
 };
 use clap::parser::ValueSource;
 use clap::ArgMatches;
@@ -325,11 +326,47 @@ fn mirror(r: &mut Reader, t: &Times) -> (Option<MirrorConfig>, MirrorConfig) {
     set(&mut mc.memory_budget, memory_budget);
     mc.ca_file = r.one("mirror-ca-file").map(PathBuf::from);
     mc.insecure = r.flag("mirror-insecure");
+    let record = record(r, url.is_some());
     let cli = url.map(|u| MirrorConfig {
         url: u.into_uri(),
+        record,
         ..mc.clone()
     });
     (cli, mc)
+}
+
+/// `--record-dir` and its settings: -u's target records (a `--config` target has its own
+/// `record` table).
+fn record(r: &mut Reader, with_url: bool) -> Option<RecordConfig> {
+    let file_size = r.value("record-file-size", bytes_option("record-file-size"));
+    let budget = r.value("record-disk-budget", bytes_option("record-disk-budget"));
+    let rotate = r.time("record-rotate", SEC, DAY);
+    let dir = r.one("record-dir")?;
+    if !with_url {
+        r.errors.push(
+            "--record-dir records -u's target: give -u, or a `record` table in a --config target"
+                .to_string(),
+        );
+        return None;
+    }
+    let mut rc = RecordConfig::new(PathBuf::from(dir));
+    set(&mut rc.file_size, file_size);
+    set(&mut rc.disk_budget, budget);
+    set(&mut rc.rotate, rotate);
+    rc.gzip = r.flag("record-gzip");
+    if let Err(e) = rc.check() {
+        r.errors.push(e);
+        return None;
+    }
+    Some(rc)
+}
+
+/// A BYTES option (K/M/G suffixes).
+fn bytes_option(id: &'static str) -> impl Fn(&str) -> Result<u64, String> {
+    move |v| {
+        super::values::parse_bytes(v)
+            .ok_or_else(|| format!("invalid --{id} '{v}' (bytes with an optional K/M/G suffix)"))
+    }
 }
 
 /// Sets `field` when the option was given.

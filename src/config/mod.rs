@@ -2,11 +2,13 @@
 //! command line; nothing below this module sees clap types.
 
 mod policy;
+mod record;
 
 pub use policy::{
     describe, BreakerConfig, HostPolicy, PolicyConfig, RateCap, Rules, SampleKey, Sampling,
     TargetConfig,
 };
+pub use record::RecordConfig;
 
 use crate::spop::Capabilities;
 use std::net::SocketAddr;
@@ -272,6 +274,8 @@ pub struct MirrorConfig {
     pub pool_idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Write every request the target takes (after its policy) to files; `None`: no record.
+    pub record: Option<RecordConfig>,
 }
 
 impl MirrorConfig {
@@ -302,6 +306,7 @@ impl MirrorConfig {
             insecure: false,
             pool_idle_timeout: MirrorConfig::DEFAULT_POOL_IDLE_TIMEOUT,
             drain_timeout: MirrorConfig::DEFAULT_DRAIN_TIMEOUT,
+            record: None,
         }
     }
 }

@@ -180,6 +180,18 @@ pub fn describe(targets: &[TargetConfig]) -> String {
         if let Some(r) = &p.rules {
             let _ = writeln!(out, "  rules: {}", rules_summary(r));
         }
+        if let Some(r) = &m.record {
+            let _ = writeln!(
+                out,
+                "  record to {}: files up to {} bytes or {}, disk budget {} bytes, queue {}{}",
+                r.dir.display(),
+                r.file_size,
+                humantime::format_duration(r.rotate),
+                r.disk_budget,
+                r.queue,
+                if r.gzip { ", gzip" } else { "" }
+            );
+        }
     }
     out
 }

@@ -18,15 +18,19 @@ mod delivery;
 mod headers;
 mod message;
 mod policy;
+mod recording;
 mod request;
+mod sender;
 mod target;
 
 pub use control::{ControlError, TargetView};
 pub use headers::{parse_hdrs_bin, parse_hdrs_text, HeaderError, HeaderList};
-pub use message::{parse, Invalid, MirrorRequest, Notes, Skip};
+pub use message::{forwardable_headers, parse, parse_target, Invalid, MirrorRequest, Notes, Skip};
+pub use policy::apply_rules;
 /// The pure request builder, exported for the fuzz targets (fuzz/) and their corpus replay.
 pub use request::build as build_request;
 pub use request::Base;
+pub use sender::{Sender, Sent};
 
 use crate::config::{MirrorConfig, TargetConfig, UrlError};
 use crate::handler::{Context, MessageHandler};
@@ -85,6 +89,8 @@ pub enum Error {
     Ports(u16, u16),
     #[error("queue size and concurrency must be at least 1")]
     Limits,
+    #[error("{0}")]
+    Record(String),
     /// Per request (never at startup): the request could not be put together.
     #[error("cannot build the request ({0})")]
     Build(&'static str),
@@ -218,6 +224,10 @@ impl Mirror {
         {
             inner.abort.cancel();
             inner.tasks.wait().await;
+        }
+        // Nothing is offered any more: write out the records still queued.
+        for target in inner.targets.load().iter() {
+            target.finish_recording(deadline).await;
         }
     }
 }

@@ -12,6 +12,7 @@ use super::client;
 use super::delivery::{Delivery, Endpoint, Failure};
 use super::message::MirrorRequest;
 use super::policy::{Breaker, Outcome, Policy, Verdict};
+use super::recording::Recording;
 use super::request::Base;
 use super::Error;
 use crate::config::{MirrorConfig, PolicyConfig, TargetConfig};
@@ -54,6 +55,8 @@ struct Shared {
     tasks: TaskTracker,
     warn_dropped: LogThrottle,
     warn_invalid: LogThrottle,
+    /// `record`: every request the policy lets through is also written to files.
+    recording: Option<Recording>,
 }
 
 /// One request waiting for, or holding, a request slot.
@@ -105,6 +108,10 @@ impl Target {
             forward_proxy: built.forward_proxy,
             timeout: cfg.timeout,
         };
+        let recording = match &cfg.record {
+            Some(r) => Some(Recording::start(&name, r, &base, Arc::clone(&stats))?),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(target.policy.clone(), base.authority.clone()));
         let (queue, rx) = mpsc::channel(cfg.queue_size);
         let shared = Arc::new(Shared {
@@ -119,6 +126,7 @@ impl Target {
             tasks: tasks.clone(),
             warn_dropped: LogThrottle::new(),
             warn_invalid: LogThrottle::new(),
+            recording,
         });
         let concurrency = cfg.concurrency.min(Semaphore::MAX_PERMITS);
         tasks.spawn(dispatch(
@@ -194,6 +202,13 @@ impl Target {
         p.sample != self.configured.sample || p.rate != self.configured.rate
     }
 
+    /// Writes out the queued records and closes the record file, if this target records.
+    pub(super) async fn finish_recording(&self, deadline: Duration) {
+        if let Some(r) = &self.shared.recording {
+            r.finish(deadline).await;
+        }
+    }
+
     /// Queues one request for this target; never blocks. A full queue, a used-up budget or a
     /// stopping engine drops it and counts why.
     pub(super) fn offer(&self, request: &Arc<MirrorRequest>, closing: &CancellationToken) {
@@ -213,6 +228,9 @@ impl Target {
             Verdict::Send(request, breaker) => (request, breaker),
             Verdict::Drop => return,
         };
+        if let Some(r) = &shared.recording {
+            r.offer(&request);
+        }
         let size = u64::try_from(request.size()).unwrap_or(u64::MAX);
         let reserved =
             stats

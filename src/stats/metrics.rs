@@ -79,6 +79,12 @@ pub(super) const TARGET_FIELDS: &[(&str, Kind, &str, TargetField)] = &[
     ("memory_bytes", Kind::Gauge, "Bytes of queued and in-flight requests now (bounded by --mirror-memory).", |t| &t.memory_bytes),
     ("in_flight", Kind::Gauge, "Requests on the wire now.", |t| &t.in_flight),
     ("connections_total", Kind::Counter, "TCP connections opened to the mirror or proxy.", |t| &t.connections_total),
+    ("record_written_total", Kind::Counter, "Request records written to the target's record files.", |t| &t.record_written_total),
+    ("record_bytes_total", Kind::Counter, "Bytes of request records written (before gzip).", |t| &t.record_bytes_total),
+    ("record_dropped_total", Kind::Counter, "Request records dropped because the recorder's queue was full.", |t| &t.record_dropped_total),
+    ("record_errors_total", Kind::Counter, "Request records lost to a write error (full disk, unwritable directory).", |t| &t.record_errors_total),
+    ("record_files_rotated_total", Kind::Counter, "Record files closed by size or time and a new one started.", |t| &t.record_files_rotated_total),
+    ("record_files_deleted_total", Kind::Counter, "Old record files deleted to stay within the disk budget.", |t| &t.record_files_deleted_total),
 ];
 
 type HistogramField = fn(&Stats) -> &Histogram;

@@ -198,6 +198,20 @@ pub struct TargetStats {
     pub connections_total: AtomicU64,
     /// Request start → response fully read, for requests that got a response.
     pub latency: Histogram,
+
+    // --- recording (`record` of the target; `crate::record`)
+    /// Request records written to the target's record files.
+    pub record_written_total: AtomicU64,
+    /// Bytes of record written (before gzip).
+    pub record_bytes_total: AtomicU64,
+    /// Records dropped because the recorder's queue was full (the disk is too slow).
+    pub record_dropped_total: AtomicU64,
+    /// Records lost to a write error (full disk, unwritable directory): the agent goes on.
+    pub record_errors_total: AtomicU64,
+    /// Record files closed and a new one started (by size or by time).
+    pub record_files_rotated_total: AtomicU64,
+    /// Old record files deleted to keep the directory within its disk budget.
+    pub record_files_deleted_total: AtomicU64,
 }
 
 impl TargetStats {

@@ -82,7 +82,13 @@ fn parse(text: &str, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, Failu
                 format!("duplicate target name '{}'", t.name.get_ref()),
             ));
         }
-        out.push(target(t, defaults));
+        let record = match &t.record {
+            Some(spec) => Some(spec.config().map_err(|e| (Some(at), e))?),
+            None => None,
+        };
+        let mut checked = target(t, defaults);
+        checked.mirror.record = record;
+        out.push(checked);
     }
     Ok(out)
 }

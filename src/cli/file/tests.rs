@@ -188,3 +188,50 @@ proptest::proptest! {
         let _ = parse(&text, &defaults());
     }
 }
+
+#[test]
+fn record_table() {
+    let t = parse(
+        r#"
+[[target]]
+name = "rec"
+url = "http://staging:8080/"
+record = { dir = "/var/lib/spoa-mirror/rec", file-size = "8M", rotate = "10m", gzip = true, disk-budget = "1G", queue = 100 }
+
+[[target]]
+name = "plain"
+url = "http://other:8080/"
+"#,
+        &defaults(),
+    )
+    .unwrap();
+    let r = t[0].mirror.record.as_ref().unwrap();
+    assert_eq!(r.dir, std::path::Path::new("/var/lib/spoa-mirror/rec"));
+    assert_eq!(
+        (r.file_size, r.disk_budget, r.queue, r.gzip),
+        (8 << 20, 1 << 30, 100, true)
+    );
+    assert_eq!(r.rotate, std::time::Duration::from_secs(600));
+    assert!(t[1].mirror.record.is_none());
+    assert!(describe(&t)
+        .contains("record to /var/lib/spoa-mirror/rec: files up to 8388608 bytes or 10m"));
+    // Defaults, and the checks with the place of the target.
+    let t = parse(
+        "[[target]]\nname = \"r\"\nurl = \"http://s/\"\nrecord = { dir = \"d\" }\n",
+        &defaults(),
+    )
+    .unwrap();
+    assert_eq!(
+        t[0].mirror.record,
+        Some(crate::config::RecordConfig::new("d".into()))
+    );
+    assert_eq!(
+        err("[[target]]\nname = \"r\"\nurl = \"http://s/\"\nrecord = { dir = \"d\", file-size = \"1M\", disk-budget = \"1M\" }\n"),
+        "2:8: record disk budget 1048576 must hold at least two files of 1048576 bytes"
+    );
+    assert!(err("[[target]]\nname = \"r\"\nurl = \"http://s/\"\nrecord = { dir = \"d\", rotate = \"2d\" }\n").starts_with("4:"));
+    assert!(err(
+        "[[target]]\nname = \"r\"\nurl = \"http://s/\"\nrecord = { dir = \"d\", size = 1 }\n"
+    )
+    .contains("unknown field"));
+}

@@ -116,6 +116,23 @@ impl Policy {
     }
 }
 
+/// A target's request rules on their own (the replay tool applies them as a target would):
+/// `None` when the method/path filters leave the request out, else its (rewritten) copy.
+pub fn apply_rules(
+    rules: &crate::config::Rules,
+    request: &MirrorRequest,
+    authority: &Authority,
+) -> Option<MirrorRequest> {
+    if rules.filters() && !rules::allows(rules, request) {
+        return None;
+    }
+    Some(if rules.rewrites() {
+        rules::rewrite(rules, request, authority)
+    } else {
+        request.clone()
+    })
+}
+
 fn limiter(cap: RateCap) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(cap.per_second).allow_burst(cap.burst))
 }

@@ -1,0 +1,466 @@
+//! The writer thread of one recorder: it alone touches the files.
+//!
+//! Records are written in batches (what is queued, up to [`BATCH`] bytes): one `write` per
+//! batch for plain files, so a record is on disk (readable by a replay) as soon as its batch
+//! is. A file is closed and the next one started at `file_size` bytes or after `rotate`; after
+//! each close the oldest files go until the target's files fit the disk budget.
+//!
+//! A write error (full disk, directory gone or made read-only) loses the batch (counted in
+//! `record_errors_total`, one warning per interval), closes the file (a plain file is cut
+//! back to its last whole record), and the next batch tries a new file no sooner than
+//! [`RETRY`] later; meanwhile records are counted as lost. The agent never waits for any of it.
+
+use super::format::{self, Kind, Record};
+use super::{record_id, Msg, Payload, StartError};
+use crate::config::RecordConfig;
+use crate::stats::{add, inc, TargetStats};
+use crate::throttle::LogThrottle;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Bytes of records gathered before one write.
+const BATCH: usize = 256 * 1024;
+/// How often a gzip file is flushed (its last records readable), and time rotation checked.
+const TICK: Duration = Duration::from_secs(1);
+/// After a write error, no new file is tried for this long.
+const RETRY: Duration = Duration::from_secs(1);
+/// At startup, a file system with less free space than this is full.
+const MIN_FREE: u64 = 1024 * 1024;
+
+/// The record files of one target.
+pub(super) struct Files {
+    target: String,
+    config: RecordConfig,
+    stats: Arc<TargetStats>,
+    /// Record ids are `<run><n>`: the run differs from one start to the next.
+    run: u64,
+    /// Number of the next file name (`<target>-<time>-<seq>.gor`).
+    seq: u64,
+    current: Option<Current>,
+    /// After a write error: no new file before this.
+    retry_at: Option<Instant>,
+    warn: LogThrottle,
+}
+
+struct Current {
+    path: PathBuf,
+    out: Out,
+    /// Bytes on disk (for gzip: what the encoder has handed to the file so far).
+    size: u64,
+    records: u64,
+    opened: Instant,
+}
+
+enum Out {
+    Plain(File),
+    Gzip(GzEncoder<Counting>),
+}
+
+/// A file that counts what is written to it (the gzip encoder's output).
+struct Counting {
+    file: File,
+    written: u64,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written = self.written.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Files {
+    /// Creates the directory if needed, checks the free space, opens the first file and
+    /// applies the budget to what earlier runs left.
+    pub(super) fn open(
+        target: &str,
+        config: &RecordConfig,
+        stats: Arc<TargetStats>,
+    ) -> Result<Files, StartError> {
+        let dir_error = |why: String| StartError::Dir {
+            dir: config.dir.display().to_string(),
+            why,
+        };
+        fs::create_dir_all(&config.dir).map_err(|e| dir_error(format!("cannot create: {e}")))?;
+        if let Some(free) = free_space(&config.dir) {
+            if free < MIN_FREE {
+                return Err(dir_error(format!(
+                    "the file system is full ({free} bytes free)"
+                )));
+            }
+        }
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut files = Files {
+            target: target.to_owned(),
+            config: config.clone(),
+            stats,
+            run,
+            seq: 0,
+            current: None,
+            retry_at: None,
+            warn: LogThrottle::new(),
+        };
+        let current = files
+            .new_file()
+            .map_err(|e| dir_error(format!("cannot create a record file: {e}")))?;
+        tracing::info!(
+            "target '{target}': recording to {} (files up to {} bytes or {}, {}disk budget {} bytes)",
+            current.path.display(),
+            config.file_size,
+            humantime::format_duration(config.rotate),
+            if config.gzip { "gzip, " } else { "" },
+            config.disk_budget,
+        );
+        files.current = Some(current);
+        files.enforce_budget();
+        Ok(files)
+    }
+
+    /// A new file, named so that names sort in time order.
+    fn new_file(&mut self) -> io::Result<Current> {
+        let stamp = utc_stamp(SystemTime::now());
+        let ext = if self.config.gzip { "gor.gz" } else { "gor" };
+        let mut last = io::Error::other("no file name left");
+        // Another run in the same second may have used a sequence number: take the next.
+        for _ in 0..1000 {
+            self.seq = self.seq.saturating_add(1);
+            let name = format!("{}-{stamp}-{:06}.{ext}", self.target, self.seq);
+            let path = self.config.dir.join(name);
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    let out = if self.config.gzip {
+                        Out::Gzip(GzEncoder::new(
+                            Counting { file, written: 0 },
+                            Compression::fast(),
+                        ))
+                    } else {
+                        Out::Plain(file)
+                    };
+                    return Ok(Current {
+                        path,
+                        out,
+                        size: 0,
+                        records: 0,
+                        opened: Instant::now(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Encodes one record into `batch`; `false` if it could not be (counted as an error).
+    fn encode<P: Payload>(
+        &self,
+        id: u64,
+        timestamp_ns: i64,
+        payload: &P,
+        batch: &mut Vec<u8>,
+    ) -> bool {
+        let mut raw = Vec::new();
+        if !payload.write_to(&mut raw) {
+            return false;
+        }
+        let record = Record {
+            kind: Kind::Request,
+            id: record_id(self.run, id),
+            timestamp_ns,
+            latency_ns: 0,
+            payload: raw,
+        };
+        format::encode(&record, batch).is_ok()
+    }
+
+    /// Writes one batch of `records` records; counts the outcome.
+    fn write(&mut self, batch: &mut Vec<u8>, records: u64) {
+        if records == 0 {
+            batch.clear();
+            return;
+        }
+        let len = batch.len() as u64;
+        self.rotate_if_due(len);
+        let result = self.write_batch(batch);
+        batch.clear();
+        match result {
+            Ok(()) => {
+                add(&self.stats.record_written_total, records);
+                add(&self.stats.record_bytes_total, len);
+            }
+            Err(e) => self.failed(records, &e),
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[u8]) -> io::Result<()> {
+        if self.current.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(io::Error::other("waiting after a write error"));
+            }
+            self.current = Some(self.new_file()?);
+        }
+        let Some(cur) = self.current.as_mut() else {
+            return Err(io::Error::other("no record file"));
+        };
+        match &mut cur.out {
+            Out::Plain(file) => {
+                if let Err(e) = file.write_all(batch) {
+                    // Cut back to the last whole record, so the file stays readable.
+                    let _ = file.set_len(cur.size);
+                    return Err(e);
+                }
+                cur.size = cur.size.saturating_add(batch.len() as u64);
+            }
+            Out::Gzip(gz) => {
+                gz.write_all(batch)?;
+                cur.size = gz.get_ref().written;
+            }
+        }
+        cur.records = cur.records.saturating_add(1);
+        self.retry_at = None;
+        Ok(())
+    }
+
+    /// A write failed: the batch is lost, the file closed, a new one tried later.
+    fn failed(&mut self, records: u64, e: &io::Error) {
+        add(&self.stats.record_errors_total, records);
+        if let Some(cur) = self.current.take() {
+            if let Out::Gzip(gz) = cur.out {
+                let _ = gz.finish();
+            }
+        }
+        // A batch refused during the pause does not extend it: a new file is tried after it.
+        let now = Instant::now();
+        if self.retry_at.map_or(true, |at| now >= at) {
+            self.retry_at = Some(now + RETRY);
+        }
+        if self.warn.allow() {
+            tracing::warn!(
+                "target '{}': cannot write records to {}: {e} ({} records lost so far; \
+                 mirroring goes on)",
+                self.target,
+                self.config.dir.display(),
+                crate::stats::get(&self.stats.record_errors_total),
+            );
+        }
+    }
+
+    /// Closes the current file if it is full (with `incoming` more bytes) or old enough.
+    fn rotate_if_due(&mut self, incoming: u64) {
+        let due = self.current.as_ref().is_some_and(|c| {
+            c.records > 0
+                && (c.size.saturating_add(incoming) > self.config.file_size
+                    || c.opened.elapsed() >= self.config.rotate)
+        });
+        if due {
+            self.close();
+            inc(&self.stats.record_files_rotated_total);
+            self.enforce_budget();
+        }
+    }
+
+    /// Finishes the current file (a gzip trailer); the next record opens a new one.
+    pub(super) fn close(&mut self) {
+        let Some(cur) = self.current.take() else {
+            return;
+        };
+        let result = match cur.out {
+            Out::Plain(file) => file.sync_data(),
+            Out::Gzip(gz) => gz.finish().and_then(|c| c.file.sync_data()),
+        };
+        if let Err(e) = result {
+            inc(&self.stats.record_errors_total);
+            if self.warn.allow() {
+                tracing::warn!(
+                    "target '{}': closing record file {}: {e}",
+                    self.target,
+                    cur.path.display()
+                );
+            }
+        }
+    }
+
+    /// Once a second: flush gzip (its records become readable), rotate an old file.
+    fn tick(&mut self) {
+        self.rotate_if_due(0);
+        if let Some(Current {
+            out: Out::Gzip(gz), ..
+        }) = self.current.as_mut()
+        {
+            if let Err(e) = gz.flush() {
+                self.failed(0, &e);
+            }
+        }
+    }
+
+    /// Deletes this target's oldest record files until they fit the budget (the open file is
+    /// never deleted).
+    fn enforce_budget(&mut self) {
+        let prefix = format!("{}-", self.target);
+        let Ok(entries) = fs::read_dir(&self.config.dir) else {
+            return;
+        };
+        let mut files: Vec<(String, u64)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let ours = name.starts_with(&prefix)
+                    && (name.ends_with(".gor") || name.ends_with(".gor.gz"));
+                let meta = e.metadata().ok()?;
+                (ours && meta.is_file()).then_some((name, meta.len()))
+            })
+            .collect();
+        files.sort();
+        let mut total: u64 = files.iter().map(|(_, len)| len).sum();
+        let open = self
+            .current
+            .as_ref()
+            .and_then(|c| c.path.file_name())
+            .and_then(|n| n.to_str())
+            .map(str::to_owned);
+        for (name, len) in files {
+            if total <= self.config.disk_budget {
+                break;
+            }
+            if open.as_deref() == Some(name.as_str()) {
+                continue;
+            }
+            if fs::remove_file(self.config.dir.join(&name)).is_ok() {
+                total = total.saturating_sub(len);
+                inc(&self.stats.record_files_deleted_total);
+            }
+        }
+    }
+
+    /// Time left before the current file is due for rotation by age, capped at [`TICK`].
+    fn next_wakeup(&self) -> Duration {
+        match &self.current {
+            Some(c) if c.records > 0 => self
+                .config
+                .rotate
+                .saturating_sub(c.opened.elapsed())
+                .clamp(Duration::from_millis(1), TICK),
+            _ => TICK,
+        }
+    }
+}
+
+/// The thread: take records off the queue in batches, write them, tick.
+pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = match rx.recv_timeout(files.next_wakeup()) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) => {
+                files.tick();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                files.close();
+                return;
+            }
+        };
+        let mut records = 0u64;
+        let mut lost = 0u64;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record {
+                    id,
+                    timestamp_ns,
+                    payload,
+                } => {
+                    if files.encode(id, timestamp_ns, &payload, &mut batch) {
+                        records += 1;
+                    } else {
+                        lost += 1;
+                    }
+                }
+                Msg::Finish(done) => {
+                    files.write(&mut batch, records);
+                    records = 0;
+                    files.close();
+                    let _ = done.send(());
+                }
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if lost > 0 {
+            add(&files.stats.record_errors_total, lost);
+        }
+        files.write(&mut batch, records);
+    }
+}
+
+/// Free bytes for unprivileged users on the file system of `path`; `None` if unknown.
+fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// `YYYYmmddTHHMMSSZ` in UTC: file names sort in time order.
+fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_sort_in_time_order() {
+        let at = |s: u64| utc_stamp(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "19700101T000000Z");
+        assert_eq!(at(951_782_400), "20000229T000000Z");
+        assert_eq!(at(1_796_330_096), "20261203T203456Z");
+        assert!(at(1_796_330_096) < at(1_796_330_097));
+    }
+}

@@ -1,0 +1,17 @@
+//! The replay tool (`spoa-mirror-replay`, a thin main in src/bin/): reads record files (ours
+//! or GoReplay's) and sends their requests to a URL with the recorded timing scaled, or at a
+//! fixed rate, through the same client and request rules as a mirror target.
+//!
+//! ```text
+//! input (files → records → requests, filters and header rules) ─▶ play (pace, slots) ─▶ mirror::Sender
+//! ```
+//!
+//! - [`payload`] (pure): a record's raw HTTP/1.x request → a `MirrorRequest`.
+//! - [`input`]: paths → files (plain or gzip) → request items; bad records counted.
+//! - [`play`]: pacing on tokio's clock, the concurrency limit, the totals.
+//! - [`cli`]: the options, the progress bar, the summary, the exit code.
+
+pub mod cli;
+pub mod input;
+pub mod payload;
+pub mod play;
