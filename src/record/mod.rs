@@ -14,6 +14,7 @@
 //! The payload is built on the writer thread, not on the connection's task: `offer` only
 //! queues a cheap handle ([`Payload`]) and a timestamp.
 
+mod disk;
 pub mod format;
 pub mod http;
 mod writer;

@@ -10,6 +10,7 @@
 //! back to its last whole record), and the next batch tries a new file no sooner than
 //! [`RETRY`] later; meanwhile records are counted as lost. The agent never waits for any of it.
 
+use super::disk::{self, free_space};
 use super::format::{self, Kind, Record};
 use super::{record_id, Msg, Payload, StartError};
 use crate::config::RecordConfig;
@@ -19,7 +20,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -309,40 +310,18 @@ impl Files {
     /// Deletes this target's oldest record files until they fit the budget (the open file is
     /// never deleted).
     fn enforce_budget(&mut self) {
-        let prefix = format!("{}-", self.target);
-        let Ok(entries) = fs::read_dir(&self.config.dir) else {
-            return;
-        };
-        let mut files: Vec<(String, u64)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let ours = name.starts_with(&prefix)
-                    && (name.ends_with(".gor") || name.ends_with(".gor.gz"));
-                let meta = e.metadata().ok()?;
-                (ours && meta.is_file()).then_some((name, meta.len()))
-            })
-            .collect();
-        files.sort();
-        let mut total: u64 = files.iter().map(|(_, len)| len).sum();
         let open = self
             .current
             .as_ref()
             .and_then(|c| c.path.file_name())
-            .and_then(|n| n.to_str())
-            .map(str::to_owned);
-        for (name, len) in files {
-            if total <= self.config.disk_budget {
-                break;
-            }
-            if open.as_deref() == Some(name.as_str()) {
-                continue;
-            }
-            if fs::remove_file(self.config.dir.join(&name)).is_ok() {
-                total = total.saturating_sub(len);
-                inc(&self.stats.record_files_deleted_total);
-            }
-        }
+            .and_then(|n| n.to_str());
+        let deleted = disk::enforce_budget(
+            &self.config.dir,
+            &format!("{}-", self.target),
+            self.config.disk_budget,
+            open,
+        );
+        add(&self.stats.record_files_deleted_total, deleted);
     }
 
     /// Time left before the current file is due for rotation by age, capped at [`TICK`].
@@ -407,48 +386,12 @@ pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
     }
 }
 
-/// Free bytes for unprivileged users on the file system of `path`; `None` if unknown.
-fn free_space(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-parameter.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
-/// `YYYYmmddTHHMMSSZ` in UTC: file names sort in time order.
+/// `YYYYmmddTHHMMSSZ` in UTC, so file names sort in time order: humantime's RFC 3339 form
+/// (`2026-12-03T20:34:56Z`) without its separators.
 fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    let mut stamp = humantime::format_rfc3339_seconds(t).to_string();
+    stamp.retain(|c| c != '-' && c != ':');
+    stamp
 }
 
 #[cfg(test)]
