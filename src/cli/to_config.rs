@@ -2,15 +2,15 @@
 //! at once, one line each, in a fixed order (times first, then listen, SPOP, process and
 //! mirror options). An option not given keeps the default of its config struct.
 
-use super::file::{combine, load};
+use super::file::{combine, load_all};
 use super::values::{
     parse_backend, parse_frame_size, parse_header, parse_int, parse_logfile, parse_memory,
     parse_mirror_url, parse_port_range, parse_proxy_url, parse_time,
 };
 use super::{usage_error, CliError};
 use crate::config::{
-    Config, ListenConfig, MirrorConfig, ProxyConfig, RecordConfig, RunConfig, Secret, SpopConfig,
-    TargetConfig,
+    Config, ListenConfig, MirrorConfig, ProxyConfig, RecordConfig, RunConfig, Secret, ShadowConfig,
+    SpopConfig, TargetConfig,
 };
 use clap::parser::ValueSource;
 use clap::ArgMatches;
@@ -33,7 +33,7 @@ pub(super) fn to_config(m: &ArgMatches, rust_log: Option<String>) -> Result<Conf
     if !r.errors.is_empty() {
         return Err(usage_error(r.errors));
     }
-    let (config_file, targets) = targets(&r, mirror.as_ref(), &target_defaults)?;
+    let (config_file, targets, shadow) = targets(&r, mirror.as_ref(), &target_defaults)?;
     if run.daemonize && run.logfile.is_none() {
         r.notices
             .push("with -D and without -l, log lines are discarded".to_string());
@@ -46,26 +46,31 @@ pub(super) fn to_config(m: &ArgMatches, rust_log: Option<String>) -> Result<Conf
         config_file,
         target_defaults,
         targets,
+        shadow,
         targets_loader: Some(super::file::reload),
         run,
     })
 }
 
+/// The `--config` file's path, every target, the `[shadow]` table.
+type FileTargets = (Option<PathBuf>, Vec<TargetConfig>, Option<ShadowConfig>);
+
 /// `--config` (or `--check-config`) read with the flags' settings as defaults, and `-u`'s
-/// target first. The file's path is made absolute (`-D` changes directory; SIGHUP re-reads).
+/// target first; the file's `[shadow]` table. The file's path is made absolute (`-D` changes
+/// directory; SIGHUP re-reads).
 fn targets(
     r: &Reader,
     cli: Option<&MirrorConfig>,
     defaults: &MirrorConfig,
-) -> Result<(Option<PathBuf>, Vec<TargetConfig>), CliError> {
+) -> Result<FileTargets, CliError> {
     let path = r.one("check-config").or_else(|| r.one("config"));
     let Some(path) = path.map(PathBuf::from) else {
-        return Ok((None, combine(cli, Vec::new()).unwrap_or_default()));
+        return Ok((None, combine(cli, Vec::new()).unwrap_or_default(), None));
     };
     let path = std::path::absolute(&path).unwrap_or(path);
-    let file = load(&path, defaults).map_err(|e| usage_error(vec![e]))?;
+    let (file, shadow) = load_all(&path, defaults).map_err(|e| usage_error(vec![e]))?;
     let all = combine(cli, file).map_err(|e| usage_error(vec![e]))?;
-    Ok((Some(path), all))
+    Ok((Some(path), all, shadow))
 }
 
 /// The matches, and what reading them found wrong (errors) or worth a warning (notices).

@@ -3,12 +3,14 @@
 
 mod policy;
 mod record;
+mod shadow;
 
 pub use policy::{
     describe, BreakerConfig, HostPolicy, PolicyConfig, RateCap, Rules, SampleKey, Sampling,
     TargetConfig,
 };
 pub use record::RecordConfig;
+pub use shadow::{BodyMode, JsonPattern, PathSeg, ShadowConfig, ShadowRole};
 
 use crate::spop::Capabilities;
 use std::net::SocketAddr;
@@ -30,6 +32,8 @@ pub struct Config {
     pub target_defaults: MirrorConfig,
     /// Every mirror target: `-u`'s (named `default`) first, then the file's.
     pub targets: Vec<TargetConfig>,
+    /// Shadow comparison (the file's `[shadow]` table), read at start only.
+    pub shadow: Option<ShadowConfig>,
     /// Reads `config_file` again (SIGHUP), with this config's flags as defaults; set by the
     /// command line, so that the running agent needs no part of `cli`.
     pub targets_loader: Option<TargetsLoader>,
@@ -276,6 +280,8 @@ pub struct MirrorConfig {
     pub drain_timeout: Duration,
     /// Write every request the target takes (after its policy) to files; `None`: no record.
     pub record: Option<RecordConfig>,
+    /// Keep this target's responses for shadow comparison, in this role.
+    pub compare: Option<ShadowRole>,
 }
 
 impl MirrorConfig {
@@ -307,6 +313,7 @@ impl MirrorConfig {
             pool_idle_timeout: MirrorConfig::DEFAULT_POOL_IDLE_TIMEOUT,
             drain_timeout: MirrorConfig::DEFAULT_DRAIN_TIMEOUT,
             record: None,
+            compare: None,
         }
     }
 }

@@ -192,6 +192,9 @@ pub fn describe(targets: &[TargetConfig]) -> String {
                 if r.gzip { ", gzip" } else { "" }
             );
         }
+        if let Some(role) = m.compare {
+            let _ = writeln!(out, "  compare: {}", role.as_str());
+        }
     }
     out
 }

@@ -4,8 +4,9 @@
 use super::client;
 use super::message::MirrorRequest;
 use super::request::{self, Base};
+use super::tap::Captured;
 use super::Error;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode, Version};
 use http_body_util::BodyExt;
 use std::time::Duration;
@@ -28,9 +29,11 @@ pub(super) struct Delivery {
     pub(super) url: String,
     pub(super) status: Option<StatusCode>,
     pub(super) version: Option<Version>,
-    /// Response body bytes read (and discarded).
+    /// Response body bytes read (and discarded, unless captured).
     pub(super) down: u64,
     pub(super) result: Result<(), Failure>,
+    /// The response kept for shadow comparison, when asked for and read to its end.
+    pub(super) captured: Option<Captured>,
 }
 
 pub(super) enum Failure {
@@ -41,14 +44,20 @@ pub(super) enum Failure {
 
 impl Endpoint {
     /// Sends one request and reads its answer; `Err` when no request could be built (nothing
-    /// was sent).
-    pub(super) async fn deliver(&self, req: &MirrorRequest) -> Result<Delivery, Error> {
+    /// was sent). `capture`: keep the response (bodies up to that many bytes) in
+    /// [`Delivery::captured`].
+    pub(super) async fn deliver(
+        &self,
+        req: &MirrorRequest,
+        capture: Option<usize>,
+    ) -> Result<Delivery, Error> {
         let mut d = Delivery {
             url: String::new(),
             status: None,
             version: None,
             down: 0,
             result: Ok(()),
+            captured: None,
         };
         let mut http_req = request::build(req, &self.base, &[])?;
         if self.forward_proxy {
@@ -65,18 +74,24 @@ impl Endpoint {
             }
         }
         d.url = http_req.uri().to_string();
-        d.result = match tokio::time::timeout(self.timeout, self.exchange(http_req, &mut d)).await {
+        let exchange = self.exchange(http_req, &mut d, capture);
+        d.result = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Timeout),
         };
+        if d.result.is_err() {
+            d.captured = None;
+        }
         Ok(d)
     }
 
-    /// Sends the request and reads the whole response body, so the connection can be reused.
+    /// Sends the request and reads the whole response body, so the connection can be reused;
+    /// keeps the response when `capture` says so.
     async fn exchange(
         &self,
         req: http::Request<http_body_util::Full<Bytes>>,
         d: &mut Delivery,
+        capture: Option<usize>,
     ) -> Result<(), Failure> {
         let response = self.client.request(req).await.map_err(|e| {
             if e.is_connect() {
@@ -87,13 +102,34 @@ impl Endpoint {
         })?;
         d.status = Some(response.status());
         d.version = Some(response.version());
+        let mut kept = capture.map(|_| Captured {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: Bytes::new(),
+            too_large: false,
+        });
+        let limit = capture.unwrap_or(0);
+        let mut buf = BytesMut::new();
         let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| Failure::Other(error_text(&e)))?;
             if let Some(data) = frame.data_ref() {
                 d.down += u64::try_from(data.len()).unwrap_or(u64::MAX);
+                if let Some(k) = kept.as_mut().filter(|k| !k.too_large) {
+                    if buf.len().saturating_add(data.len()) > limit {
+                        // Too large to compare: read on (connection reuse), keep nothing.
+                        k.too_large = true;
+                        buf = BytesMut::new();
+                    } else {
+                        buf.extend_from_slice(data);
+                    }
+                }
             }
         }
+        if let Some(k) = kept.as_mut() {
+            k.body = buf.freeze();
+        }
+        d.captured = kept;
         Ok(())
     }
 }

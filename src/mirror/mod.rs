@@ -21,6 +21,7 @@ mod policy;
 mod recording;
 mod request;
 mod sender;
+mod tap;
 mod target;
 
 pub use control::{ControlError, TargetView};
@@ -31,6 +32,7 @@ pub use policy::apply_rules;
 pub use request::build as build_request;
 pub use request::Base;
 pub use sender::{Sender, Sent};
+pub use tap::{Captured, ResponseTap};
 
 use crate::config::{MirrorConfig, TargetConfig, UrlError};
 use crate::handler::{Context, MessageHandler};
@@ -42,7 +44,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use target::{Engine, Target};
 use tokio_util::sync::CancellationToken;
@@ -121,6 +123,10 @@ struct Inner {
     logged_once: Mutex<HashSet<(Bytes, &'static str)>>,
     warn_invalid: LogThrottle,
     warn_truncated: LogThrottle,
+    /// Shadow comparison: where targets with a compare role report (set once, at start).
+    tap: OnceLock<Arc<dyn ResponseTap>>,
+    /// Messages with a request but no id, while some target compares: logged once.
+    warn_no_id: std::sync::Once,
 }
 
 impl Mirror {
@@ -167,6 +173,8 @@ impl Mirror {
                 logged_once: Mutex::new(HashSet::new()),
                 warn_invalid: LogThrottle::new(),
                 warn_truncated: LogThrottle::new(),
+                tap: OnceLock::new(),
+                warn_no_id: std::sync::Once::new(),
             }),
         })
     }
@@ -210,6 +218,12 @@ impl Mirror {
         control::log_reload(&inner.stats, &old, &built);
         inner.targets.store(Arc::new(built));
         Ok(())
+    }
+
+    /// Sends what targets with a compare role take and get to `tap` (shadow comparison); only
+    /// the first call counts.
+    pub fn set_tap(&self, tap: Arc<dyn ResponseTap>) {
+        let _ = self.inner.tap.set(tap);
     }
 
     /// Stops taking jobs, waits for queued and in-flight requests up to `deadline`, then
@@ -292,10 +306,20 @@ impl Inner {
                 return;
             }
         };
+        let tap = self.tap.get();
+        if tap.is_some() && request.id.is_none() {
+            self.warn_no_id.call_once(|| {
+                tracing::warn!(
+                    "message '{}' has no id argument: its responses cannot be compared (add \
+                     arg_id=unique-id to the message, and a unique-id-format)",
+                    String::from_utf8_lossy(&message.name)
+                )
+            });
+        }
         // One parse, shared by every target (cheap `Arc` clones).
         let request = Arc::new(request);
         for target in self.targets.load().iter() {
-            target.offer(&request, &self.closing);
+            target.offer(&request, &self.closing, tap);
         }
     }
 

@@ -111,6 +111,7 @@ mod tests {
             has_host,
             body: Bytes::new(),
             src: None,
+            id: None,
         }
     }
 

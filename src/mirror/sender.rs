@@ -54,7 +54,7 @@ impl Sender {
 
     /// Sends one request and reads its answer; `Err` when no request could be built.
     pub async fn send(&self, req: &MirrorRequest) -> Result<Sent, Error> {
-        let d = self.endpoint.deliver(req).await?;
+        let d = self.endpoint.deliver(req, None).await?;
         Ok(match (d.result, d.status) {
             (Ok(()), Some(s)) => Sent::Status(s),
             (Ok(()), None) => Sent::Other("no response".into()),

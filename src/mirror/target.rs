@@ -14,8 +14,9 @@ use super::message::MirrorRequest;
 use super::policy::{Breaker, Outcome, Policy, Verdict};
 use super::recording::Recording;
 use super::request::Base;
+use super::tap::ResponseTap;
 use super::Error;
-use crate::config::{MirrorConfig, PolicyConfig, TargetConfig};
+use crate::config::{MirrorConfig, PolicyConfig, ShadowRole, TargetConfig};
 use crate::stats::{add, dec, get, inc, sub, Stats, TargetStats};
 use crate::throttle::LogThrottle;
 use http::Version;
@@ -64,6 +65,15 @@ struct Job {
     request: Arc<MirrorRequest>,
     size: u64,
     breaker: Option<Arc<Breaker>>,
+    /// Shadow comparison: the response goes to the tap.
+    compare: Option<Compare>,
+}
+
+/// Where a compared request's response goes.
+struct Compare {
+    tap: Arc<dyn ResponseTap>,
+    role: ShadowRole,
+    id: bytes::Bytes,
 }
 
 /// What every target of one engine shares.
@@ -210,8 +220,14 @@ impl Target {
     }
 
     /// Queues one request for this target; never blocks. A full queue, a used-up budget or a
-    /// stopping engine drops it and counts why.
-    pub(super) fn offer(&self, request: &Arc<MirrorRequest>, closing: &CancellationToken) {
+    /// stopping engine drops it and counts why. `tap`: where a target with a compare role
+    /// reports what it took and got (shadow comparison).
+    pub(super) fn offer(
+        &self,
+        request: &Arc<MirrorRequest>,
+        closing: &CancellationToken,
+        tap: Option<&Arc<dyn ResponseTap>>,
+    ) {
         let shared = &self.shared;
         let stats = &shared.stats;
         if closing.is_cancelled() {
@@ -245,14 +261,37 @@ impl Target {
         }
         add(&stats.queued, 1);
         add(&stats.queued_bytes, size);
+        // Told before the job is queued: its delivery may end on another thread at once.
+        let compare = match (shared.config.compare, tap, &request.id) {
+            (Some(role), Some(tap), Some(id)) => {
+                tap.expect(
+                    &shared.name,
+                    role,
+                    id,
+                    request.method.as_str(),
+                    request.target.path(),
+                );
+                Some(Compare {
+                    tap: Arc::clone(tap),
+                    role,
+                    id: id.clone(),
+                })
+            }
+            _ => None,
+        };
         let job = Job {
             request,
             size,
             breaker,
+            compare,
         };
         match self.queue.try_send(job) {
             Ok(()) => inc(&stats.queued_total),
             Err(e) => {
+                let job = match &e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                shared.no_response(job);
                 sub(&stats.queued, 1);
                 sub(&stats.queued_bytes, size);
                 shared.release(size);
@@ -286,7 +325,15 @@ impl Shared {
         }
     }
 
+    /// A compared job that will never get a response tells the tap so.
+    fn no_response(&self, job: &Job) {
+        if let Some(c) = &job.compare {
+            c.tap.answered(&self.name, c.role, &c.id, None);
+        }
+    }
+
     fn abandon(&self, job: Job) {
+        self.no_response(&job);
         sub(&self.stats.queued, 1);
         sub(&self.stats.queued_bytes, job.size);
         self.release(job.size);
@@ -300,13 +347,21 @@ impl Shared {
         sub(&stats.queued_bytes, job.size);
         inc(&stats.in_flight);
         let started = Instant::now();
-        let delivery = tokio::select! {
+        let capture = job.compare.as_ref().map(|c| c.tap.max_body());
+        let mut delivery = tokio::select! {
             biased;
             _ = self.abort.cancelled() => None,
-            d = self.endpoint.deliver(&job.request) => Some(d),
+            d = self.endpoint.deliver(&job.request, capture) => Some(d),
         };
         dec(&stats.in_flight);
         self.release(job.size);
+        if let Some(c) = &job.compare {
+            let captured = match &mut delivery {
+                Some(Ok(d)) => d.captured.take(),
+                _ => None,
+            };
+            c.tap.answered(&self.name, c.role, &c.id, captured);
+        }
         match delivery {
             None => inc(&stats.dropped_shutdown),
             Some(Err(e)) => {

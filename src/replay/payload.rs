@@ -95,6 +95,7 @@ pub fn parse_request(payload: &[u8]) -> Result<MirrorRequest, PayloadError> {
         headers,
         body: Bytes::from(body),
         src: None,
+        id: None,
     })
 }
 

@@ -221,6 +221,7 @@ mod tests {
                 has_host: false,
                 body: Bytes::new(),
                 src: None,
+                id: None,
             },
         }
     }

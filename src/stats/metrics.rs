@@ -134,6 +134,9 @@ impl Collector for StatsCollector {
             "Mirror request start to response fully read.",
             &latencies,
         )?;
+        if let Some(e) = self.0.exporter() {
+            e.encode(&mut encoder)?;
+        }
         Ok(())
     }
 }
@@ -229,6 +232,10 @@ fn respond(req: &Request<Incoming>, stats: &Arc<Stats>) -> Response<Full<Bytes>>
             "text/plain",
             "GET only\n".into(),
         ),
+        (&Method::GET | &Method::HEAD, path) => match stats.exporter().and_then(|e| e.page(path)) {
+            Some((ctype, body)) => (StatusCode::OK, ctype, body),
+            None => (StatusCode::NOT_FOUND, "text/plain", "see /metrics\n".into()),
+        },
         _ => (StatusCode::NOT_FOUND, "text/plain", "see /metrics\n".into()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -12,8 +12,33 @@ pub use metrics::{render as render_metrics, serve as serve_metrics};
 pub use monitor::{monitor, monitor_line};
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+
+pub use prometheus_client::encoding::DescriptorEncoder;
+
+/// Metrics and a page that a feature serves on the metrics address besides the counters of
+/// [`Stats`] (shadow comparison); set once, at start.
+pub trait Exporter: Send + Sync + 'static {
+    /// Its metric families, written at each scrape after the agent's own.
+    fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result;
+    /// Its page at `path`, if it serves one: (content type, body).
+    fn page(&self, path: &str) -> Option<(&'static str, String)>;
+}
+
+/// The slot of [`Stats::set_exporter`].
+#[derive(Default)]
+struct ExporterSlot(OnceLock<Arc<dyn Exporter>>);
+
+impl std::fmt::Debug for ExporterSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "set"
+        } else {
+            "none"
+        })
+    }
+}
 
 /// A latency histogram with fixed bucket bounds, updated with one atomic add per sample.
 #[derive(Debug)]
@@ -140,6 +165,7 @@ pub struct Stats {
     /// only by the metrics endpoint and the monitor; each target updates its own through its
     /// `Arc`, so no request ever takes this lock.
     targets: RwLock<Vec<Arc<TargetStats>>>,
+    exporter: ExporterSlot,
 }
 
 /// The counters of one mirror target. Exported as `mirror_<field>`.
@@ -231,6 +257,15 @@ impl Stats {
         if let Ok(mut targets) = self.targets.write() {
             *targets = list;
         }
+    }
+
+    /// Serves `exporter`'s metrics and page on the metrics address; only the first call counts.
+    pub fn set_exporter(&self, exporter: Arc<dyn Exporter>) {
+        let _ = self.exporter.0.set(exporter);
+    }
+
+    pub(crate) fn exporter(&self) -> Option<&Arc<dyn Exporter>> {
+        self.exporter.0.get()
     }
 
     /// Every target's counters, in registration order.

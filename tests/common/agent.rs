@@ -317,6 +317,12 @@ impl AgentProcess {
     }
 
     /// Scrape once and parse every sample.
+    /// The `--metrics-address` the agent serves (metrics, and the `/shadow` page).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .expect("agent started without --metrics-address")
+    }
+
     pub async fn metrics(&self) -> Metrics {
         Metrics::parse(&self.metrics_text().await)
     }
@@ -382,13 +388,14 @@ impl Metrics {
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .filter_map(|line| {
-                let (series, rest) = match line.find('}') {
+                // The last brace: label values may hold braces (`endpoint="GET /users/{id}"`).
+                let (series, rest) = match line.rfind('}') {
                     Some(close) => line.split_at(close + 1),
                     None => line.split_once(' ')?,
                 };
                 let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
                 let (name, labels) = match series.split_once('{') {
-                    Some((n, l)) => (n, l.trim_end_matches('}')),
+                    Some((n, l)) => (n, l.strip_suffix('}').unwrap_or(l)),
                     None => (series, ""),
                 };
                 Some((name.trim().to_string(), labels.to_string(), value))
@@ -414,6 +421,22 @@ impl Metrics {
             candidates.push(stripped.to_string());
         }
         candidates.iter().find_map(|name| self.sum(name))
+    }
+
+    /// Sum of the samples named `spoa_mirror_<name>` (exactly) whose labels include every
+    /// `key="value"` of `labels`.
+    pub fn labelled(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let full = format!("{METRIC_PREFIX}{name}");
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                *n == full
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+            })
+            .map(|(_, _, v)| *v)
+            .sum()
     }
 
     /// Sum of every sample with exactly this full name (all label sets).

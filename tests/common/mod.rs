@@ -70,6 +70,7 @@ macro_rules! per_haproxy {
 }
 
 pub mod agent;
+pub mod app;
 pub mod client;
 pub mod haproxy;
 pub mod http;

@@ -7,7 +7,7 @@
 
 mod schema;
 
-use crate::config::{MirrorConfig, ProxyConfig, TargetConfig};
+use crate::config::{MirrorConfig, ProxyConfig, ShadowConfig, ShadowRole, TargetConfig};
 use schema::{FileSpec, TargetSpec};
 use std::collections::HashSet;
 use std::io::Read;
@@ -21,6 +21,14 @@ pub const MAX_TARGETS: usize = 64;
 /// Reads and checks `path`; the targets with the flags' settings as defaults. The error is
 /// one line, `file:line:col: message` when it is about a place in the file.
 pub fn load(path: &Path, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, String> {
+    load_all(path, defaults).map(|(targets, _)| targets)
+}
+
+/// [`load`], and the `[shadow]` table if the file has one.
+pub fn load_all(
+    path: &Path,
+    defaults: &MirrorConfig,
+) -> Result<(Vec<TargetConfig>, Option<ShadowConfig>), String> {
     let shown = path.display();
     let mut text = String::new();
     std::fs::File::open(path)
@@ -29,7 +37,7 @@ pub fn load(path: &Path, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, S
     if text.len() as u64 > MAX_FILE_SIZE {
         return Err(format!("{shown}: larger than {MAX_FILE_SIZE} bytes"));
     }
-    parse(&text, defaults).map_err(|(span, msg)| match span {
+    parse_all(&text, defaults).map_err(|(span, msg)| match span {
         Some(at) => {
             let (line, col) = line_col(&text, at);
             format!("{shown}:{line}:{col}: {msg}")
@@ -66,9 +74,19 @@ pub fn combine(
 type Failure = (Option<usize>, String);
 
 /// The file's text → targets; the error has the byte offset it is about.
+#[cfg(test)]
 fn parse(text: &str, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, Failure> {
+    parse_all(text, defaults).map(|(targets, _)| targets)
+}
+
+/// The file's text → targets and the `[shadow]` table.
+fn parse_all(
+    text: &str,
+    defaults: &MirrorConfig,
+) -> Result<(Vec<TargetConfig>, Option<ShadowConfig>), Failure> {
     let spec: FileSpec =
         toml::from_str(text).map_err(|e| (e.span().map(|s| s.start), e.message().to_owned()))?;
+    let shadow = spec.shadow.map(|s| s.config());
     if spec.target.len() > MAX_TARGETS {
         return Err((None, format!("more than {MAX_TARGETS} targets")));
     }
@@ -86,11 +104,35 @@ fn parse(text: &str, defaults: &MirrorConfig) -> Result<Vec<TargetConfig>, Failu
             Some(spec) => Some(spec.config().map_err(|e| (Some(at), e))?),
             None => None,
         };
+        let compare = t.compare.as_ref().map(|c| c.0);
+        if compare.is_some() && shadow.is_none() {
+            return Err((
+                Some(at),
+                "compare needs a [shadow] table (the SPOE message with the primary's response)"
+                    .to_owned(),
+            ));
+        }
         let mut checked = target(t, defaults);
         checked.mirror.record = record;
+        checked.mirror.compare = compare;
         out.push(checked);
     }
-    Ok(out)
+    if shadow.is_some() {
+        let roles = |r: ShadowRole| out.iter().filter(|t| t.mirror.compare == Some(r)).count();
+        if roles(ShadowRole::Candidate) == 0 {
+            return Err((
+                None,
+                "the [shadow] table needs a target with compare = \"candidate\"".to_owned(),
+            ));
+        }
+        if roles(ShadowRole::Reference) > 1 {
+            return Err((
+                None,
+                "at most one target may have compare = \"reference\"".to_owned(),
+            ));
+        }
+    }
+    Ok((out, shadow))
 }
 
 /// One checked target: the defaults, overridden by what the table says.

@@ -235,3 +235,82 @@ url = "http://other:8080/"
     )
     .contains("unknown field"));
 }
+
+#[test]
+fn shadow_table_and_compare_roles() {
+    let text = r#"
+[shadow]
+window = "3s"
+max-body = "16K"
+ignore-headers = ["X-Backend"]
+ignore-json = ["$..id"]
+ignore-array-order = true
+text-masks = ['\d+']
+body = "json"
+redact-json = ["$.card"]
+
+[[target]]
+name = "cand"
+url = "http://c:1"
+compare = "candidate"
+
+[[target]]
+name = "ref"
+url = "http://r:1"
+compare = "reference"
+"#;
+    let (targets, shadow) = parse_all(text, &defaults()).unwrap();
+    let shadow = shadow.unwrap();
+    assert_eq!(shadow.window, std::time::Duration::from_secs(3));
+    assert_eq!(shadow.max_body, 16 * 1024);
+    assert_eq!(shadow.ignore_headers[0].as_str(), "x-backend");
+    assert_eq!(shadow.ignore_json[0].as_str(), "$..id");
+    assert!(shadow.ignore_array_order);
+    assert_eq!(shadow.body, crate::config::BodyMode::Json);
+    assert_eq!(
+        targets[0].mirror.compare,
+        Some(crate::config::ShadowRole::Candidate)
+    );
+    assert_eq!(
+        targets[1].mirror.compare,
+        Some(crate::config::ShadowRole::Reference)
+    );
+    // Without the table, nothing compares.
+    let (t, s) = parse_all(
+        "[[target]]\nname = \"a\"\nurl = \"http://a\"\n",
+        &defaults(),
+    )
+    .unwrap();
+    assert!(s.is_none() && t[0].mirror.compare.is_none());
+}
+
+#[test]
+fn shadow_errors() {
+    let t = |extra: &str| format!("[[target]]\nname = \"a\"\nurl = \"http://a\"\n{extra}\n");
+    assert!(err(&t("compare = \"candidate\"")).contains("compare needs a [shadow] table"));
+    assert!(err(&t("compare = \"primary\"")).contains("invalid compare 'primary'"));
+    assert!(err(&format!("[shadow]\n{}", t(""))).contains("needs a target with compare"));
+    let two_refs = format!(
+        "[shadow]\n{}{}{}",
+        t("compare = \"candidate\""),
+        "[[target]]\nname = \"r1\"\nurl = \"http://r\"\ncompare = \"reference\"\n",
+        "[[target]]\nname = \"r2\"\nurl = \"http://r\"\ncompare = \"reference\"\n"
+    );
+    assert!(err(&two_refs).contains("at most one target"));
+    for bad in [
+        "window = \"1ms\"",
+        "ignore-json = [\"a.b\"]",
+        "text-masks = ['(']",
+        "body = \"xml\"",
+        "message = \"a b\"",
+        "max-body = 0",
+        "endpoints = 0",
+        "unknown = 1",
+    ] {
+        let e = err(&format!(
+            "[shadow]\n{bad}\n{}",
+            t("compare = \"candidate\"")
+        ));
+        assert!(e.starts_with("2:"), "{bad}: {e}");
+    }
+}

@@ -17,6 +17,8 @@ pub(super) enum Role {
     Body,
     /// The client address (optional): sticky sampling and forwarding headers.
     Src,
+    /// The request's id (optional): shadow comparison pairs responses by it.
+    Id,
 }
 
 impl Role {
@@ -38,6 +40,9 @@ impl Role {
             (b"body", Role::Body),
             (b"arg_src", Role::Src),
             (b"src", Role::Src),
+            (b"arg_id", Role::Id),
+            (b"id", Role::Id),
+            (b"unique_id", Role::Id),
         ];
         NAMES
             .iter()
@@ -53,6 +58,7 @@ impl Role {
             Role::Headers => "headers",
             Role::Body => "body",
             Role::Src => "src",
+            Role::Id => "id",
         }
     }
 }
@@ -66,6 +72,7 @@ pub(super) struct Args<'a> {
     headers: Option<&'a TypedData>,
     body: Option<&'a TypedData>,
     src: Option<&'a TypedData>,
+    id: Option<&'a TypedData>,
 }
 
 pub(super) fn match_args<'a>(message: &'a Message, notes: &mut Notes) -> Args<'a> {
@@ -81,6 +88,7 @@ pub(super) fn match_args<'a>(message: &'a Message, notes: &mut Notes) -> Args<'a
             Role::Headers => &mut args.headers,
             Role::Body => &mut args.body,
             Role::Src => &mut args.src,
+            Role::Id => &mut args.id,
         };
         if slot.is_some() {
             notes.duplicate.get_or_insert(role.label());
@@ -147,6 +155,22 @@ impl Args<'_> {
         }
     }
 }
+
+impl Args<'_> {
+    /// The request's id: non-empty text or bytes, at most [`MAX_ID`] long; anything else
+    /// (missing, NULL, empty, too long) is no id, never an invalid message.
+    pub(super) fn id(&self) -> Option<Bytes> {
+        match self.id? {
+            TypedData::String(b) | TypedData::Binary(b) if !b.is_empty() && b.len() <= MAX_ID => {
+                Some(b.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The longest request id kept (HAProxy's unique ids are a few dozen bytes).
+pub(super) const MAX_ID: usize = 256;
 
 /// `1.0` stays HTTP/1.0; everything else (1.1, 2.0, 3.0, unknown) goes out as HTTP/1.1.
 fn parse_version(v: &[u8]) -> Version {

@@ -12,6 +12,7 @@
 //! | headers | `arg_hdrs` `hdrs` `headers`        | BINARY = `req.hdrs_bin`, STRING = `req.hdrs` |
 //! | body    | `arg_body` `body`                  | BINARY / STRING (missing or NULL: empty) |
 //! | src     | `arg_src` `src`                    | IPV4 / IPV6 / STRING (optional)         |
+//! | id      | `arg_id` `id` `unique_id`          | STRING / BINARY (optional)              |
 //!
 //! A message without method and target is not a mirror message and is ignored. NULL means
 //! HAProxy's fetch failed.
@@ -55,6 +56,9 @@ pub struct MirrorRequest {
     pub body: Bytes,
     /// The client address, from an optional `src` / `arg_src` argument (IPv4, IPv6, or text).
     pub src: Option<IpAddr>,
+    /// The request's id (`arg_id=unique-id`, optional): what pairs the mirror's response with
+    /// the primary's for shadow comparison.
+    pub id: Option<Bytes>,
 }
 
 impl MirrorRequest {
@@ -144,6 +148,7 @@ pub fn parse(message: &Message, notes: &mut Notes) -> Result<MirrorRequest, Skip
         has_host,
         body,
         src: args.src(),
+        id: args.id(),
     })
 }
 

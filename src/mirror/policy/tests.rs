@@ -26,6 +26,7 @@ fn req(method: Method, target: &'static [u8], headers: &[(&str, &str)]) -> Mirro
         has_host: headers.iter().any(|(n, _)| *n == "host"),
         body: Bytes::new(),
         src: Some([192, 0, 2, 1].into()),
+        id: None,
     }
 }
 

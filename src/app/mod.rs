@@ -17,14 +17,18 @@ use crate::handler::{Discard, NotifyHandler, Router};
 use crate::handover::{Handover, Inherited};
 use crate::mirror::Mirror;
 use crate::process::{exit, sd_notify, Readiness, EXIT_STARTUP};
+use crate::shadow::Shadow;
 use crate::stats::Stats;
 use humantime::format_duration;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+mod signals;
+
+use signals::{under_haproxy_master, Next, Signals};
 
 /// Runs the agent until stopped; returns the exit code. `ready` is told once the ports are
 /// bound (or why they could not be). `inherited`: the sockets of a hand-over, used instead
@@ -325,7 +329,17 @@ fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, Strin
         false => {
             let mirror = Mirror::with_targets(config.targets.clone(), Arc::clone(stats))
                 .map_err(|e| format!("cannot start mirroring: {e}"))?;
-            let router = Router::new().default_route(Arc::new(mirror.clone()));
+            let mut router = Router::new();
+            // Shadow comparison: the primary's responses are one more route; the targets
+            // with a compare role report to it; its report is served with the metrics.
+            if let Some(cfg) = &config.shadow {
+                let shadow = Shadow::start(cfg.clone())?;
+                mirror.set_tap(Arc::new(shadow.clone()));
+                stats.set_exporter(Arc::new(shadow.clone()));
+                let name = shadow.message_name().to_owned();
+                router = router.route(&name, Arc::new(shadow));
+            }
+            let router = router.default_route(Arc::new(mirror.clone()));
             Ok((Arc::new(router), Some(mirror)))
         }
     }
@@ -400,72 +414,4 @@ fn log_settings(c: &Config, bound: Option<std::net::SocketAddr>) {
             c.run.libev_backends.join(",")
         );
     }
-}
-
-/// What a signal asks for.
-enum Next {
-    Stop(&'static str),
-    /// SIGHUP with `--config`.
-    Reload,
-    /// SIGUSR2.
-    Handover,
-}
-
-/// The four stop signals, and SIGUSR2 (hand-over).
-///
-/// Under HAProxy's master (`program` section; it sets `HAPROXY_MWORKER`), SIGUSR1 is not a
-/// stop: at every reload the master sends it to its children, programs included, even to a
-/// program with `no option start-on-reload` that it means to keep. Stopping then (as the
-/// original does) would end mirroring at the first reload.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-    usr1: Signal,
-    usr2: Signal,
-    usr1_is_reload: bool,
-    /// SIGHUP re-reads `--config` instead of stopping.
-    hup_reloads: bool,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            usr2: signal(SignalKind::user_defined2())?,
-            usr1_is_reload: under_haproxy_master(),
-            hup_reloads: false,
-        })
-    }
-
-    /// Waits for the next stop signal (its name), or a SIGHUP that reloads.
-    async fn next(&mut self) -> Next {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return Next::Stop("SIGTERM"),
-                _ = self.int.recv() => return Next::Stop("SIGINT"),
-                _ = self.hup.recv() => {
-                    return match self.hup_reloads {
-                        true => Next::Reload,
-                        false => Next::Stop("SIGHUP"),
-                    };
-                }
-                _ = self.usr1.recv() => {
-                    if !self.usr1_is_reload {
-                        return Next::Stop("SIGUSR1");
-                    }
-                    info!("SIGUSR1 from the HAProxy master (a reload): still serving; SIGTERM stops");
-                }
-                _ = self.usr2.recv() => return Next::Handover,
-            }
-        }
-    }
-}
-
-/// Whether HAProxy's master started this process (`program` section).
-fn under_haproxy_master() -> bool {
-    std::env::var_os("HAPROXY_MWORKER").is_some()
 }

@@ -3,8 +3,7 @@
 
 use crate::cli::values::{parse_bytes, parse_proxy_url, parse_time};
 use crate::config::{
-    BreakerConfig, HostPolicy, MirrorUrl, PolicyConfig, RateCap, RecordConfig, Rules, SampleKey,
-    Sampling,
+    BreakerConfig, HostPolicy, MirrorUrl, PolicyConfig, RateCap, Rules, SampleKey, Sampling,
 };
 use http::{HeaderName, HeaderValue, Method};
 use regex::RegexSet;
@@ -15,11 +14,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
+mod record;
+mod shadow;
+
+pub(super) use record::RecordSpec;
+use shadow::Compare;
+pub(super) use shadow::ShadowSpec;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSpec {
     #[serde(default)]
     pub(super) target: Vec<TargetSpec>,
+    pub(super) shadow: Option<ShadowSpec>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +62,7 @@ pub(super) struct TargetSpec {
     #[serde(default)]
     forwarded: bool,
     pub(super) record: Option<RecordSpec>,
+    pub(super) compare: Option<Compare>,
 }
 
 impl TargetSpec {
@@ -179,6 +187,15 @@ enum TimeText {
     Text(String),
 }
 
+impl TimeText {
+    fn text(self) -> String {
+        match self {
+            TimeText::Millis(ms) => ms.to_string(),
+            TimeText::Text(s) => s,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(try_from = "TimeText")]
 pub(super) struct Time(pub(super) Duration);
@@ -186,10 +203,7 @@ pub(super) struct Time(pub(super) Duration);
 impl TryFrom<TimeText> for Time {
     type Error = String;
     fn try_from(t: TimeText) -> Result<Self, String> {
-        let text = match t {
-            TimeText::Millis(ms) => ms.to_string(),
-            TimeText::Text(s) => s,
-        };
+        let text = t.text();
         let (min, max) = (Duration::from_millis(1), Duration::from_secs(3_600));
         parse_time(&text, min, max).map(Time)
     }
@@ -218,6 +232,15 @@ enum BytesText {
     Text(String),
 }
 
+impl BytesText {
+    fn text(self) -> String {
+        match self {
+            BytesText::Int(n) => n.to_string(),
+            BytesText::Text(s) => s,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(try_from = "BytesText")]
 pub(super) struct Memory(pub(super) usize);
@@ -225,10 +248,7 @@ pub(super) struct Memory(pub(super) usize);
 impl TryFrom<BytesText> for Memory {
     type Error = String;
     fn try_from(b: BytesText) -> Result<Self, String> {
-        let text = match b {
-            BytesText::Int(n) => n.to_string(),
-            BytesText::Text(s) => s,
-        };
+        let text = b.text();
         parse_bytes(&text)
             .filter(|&b| b >= 64 * 1024)
             .and_then(|b| usize::try_from(b).ok())
@@ -396,74 +416,5 @@ impl TryFrom<String> for Host {
                 .map(|v| Host(HostPolicy::Literal(v)))
                 .ok_or_else(|| format!("invalid host '{s}': keep, target, or host[:port]")),
         }
-    }
-}
-
-/// `record = { dir = "/var/lib/spoa-mirror/rec", file-size = "64M", rotate = "1h", gzip = true,
-/// disk-budget = "10G", queue = 4096 }`: the target's requests written to files.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(super) struct RecordSpec {
-    dir: PathBuf,
-    file_size: Option<Size>,
-    rotate: Option<Rotate>,
-    #[serde(default)]
-    gzip: bool,
-    disk_budget: Option<Size>,
-    queue: Option<Count<1_000_000>>,
-}
-
-impl RecordSpec {
-    pub(super) fn config(&self) -> Result<RecordConfig, String> {
-        let mut rc = RecordConfig::new(self.dir.clone());
-        if let Some(s) = &self.file_size {
-            rc.file_size = s.0;
-        }
-        if let Some(t) = &self.rotate {
-            rc.rotate = t.0;
-        }
-        rc.gzip = self.gzip;
-        if let Some(s) = &self.disk_budget {
-            rc.disk_budget = s.0;
-        }
-        if let Some(q) = &self.queue {
-            rc.queue = q.0;
-        }
-        rc.check().map(|()| rc)
-    }
-}
-
-/// BYTES (`"64M"`), or an integer.
-#[derive(Deserialize)]
-#[serde(try_from = "BytesText")]
-struct Size(u64);
-
-impl TryFrom<BytesText> for Size {
-    type Error = String;
-    fn try_from(b: BytesText) -> Result<Self, String> {
-        let text = match b {
-            BytesText::Int(n) => n.to_string(),
-            BytesText::Text(s) => s,
-        };
-        parse_bytes(&text)
-            .map(Size)
-            .ok_or_else(|| format!("invalid size '{text}' (bytes with an optional K/M/G suffix)"))
-    }
-}
-
-/// The rotation interval: TIME in 1s..1d.
-#[derive(Deserialize)]
-#[serde(try_from = "TimeText")]
-struct Rotate(Duration);
-
-impl TryFrom<TimeText> for Rotate {
-    type Error = String;
-    fn try_from(t: TimeText) -> Result<Self, String> {
-        let text = match t {
-            TimeText::Millis(ms) => ms.to_string(),
-            TimeText::Text(s) => s,
-        };
-        let (min, max) = (Duration::from_secs(1), Duration::from_secs(86_400));
-        parse_time(&text, min, max).map(Rotate)
     }
 }
