@@ -28,6 +28,10 @@ if [[ "${SPOA_NO_INSTALL:-0}" != 1 && $(id -u) -eq 0 ]]; then
     if [[ ! -x /bin/kill ]]; then
         missing+=(procps)
     fi
+    # chromium: the shadow report page is checked in a headless browser (tests/shadow.rs).
+    if [[ -z "${CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
+        missing+=(chromium fonts-dejavu-core)
+    fi
     if ((${#missing[@]})) && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${missing[*]} (apt-get)"
         apt-get update -qq

@@ -14,7 +14,7 @@
 //! POST   /targets/NAME/reset        the configured sampling and rate cap again
 //! ```
 //!
-//! It acts on the engine through the [`Mirror`] handle `app.rs` passes in, never through
+//! It acts on the engine through the [`Mirror`] handle `app/` passes in, never through
 //! globals. Every change is logged (target `spoa_mirror::admin`) with the peer's address and
 //! the value before and after, and counted (`admin_changes_total`). A bad value is a 400 with
 //! the reason, an unknown target a 404, a wrong method a 405 with `Allow`. There is no

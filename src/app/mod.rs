@@ -9,7 +9,7 @@
 //! Run-time sampling and rate changes made through `--admin-address` give way to the file's;
 //! pauses stay (see `mirror::control`).
 //!
-//! SIGUSR2 hands over to a new copy of the agent (`handover.rs`): once it serves on the same
+//! SIGUSR2 hands over to a new copy of the agent (`handover/`): once it serves on the same
 //! listening sockets, this process goes through the same orderly stop and exits 0.
 
 use crate::config::{redact_userinfo, Config};

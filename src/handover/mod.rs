@@ -12,7 +12,7 @@
 //! 3. waits up to [`READY_TIMEOUT`] for the readiness report, serving meanwhile. The report
 //!    is the one the `-D` parent reads (`process::Readiness`): one byte 0 once the new process
 //!    serves, or its exit code and error text;
-//! 4. on success, gives up the pidfile and stops through the orderly stop of `app.rs`
+//! 4. on success, gives up the pidfile and stops through the orderly stop of `app/mod.rs`
 //!    (AGENT-DISCONNECT, drain), and exits 0; on failure (an error report, an exit before the
 //!    report, or no report in time: then the child is killed), logs why and keeps serving.
 //!
