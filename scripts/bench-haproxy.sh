@@ -8,6 +8,10 @@
 #               -c asks for it); only if the agent has that option
 #   ours-pipe   SPOE -> our agent with `-c pipelining`
 #   ours-b      the same as `ours` with another build of ours (AGENT_B), for before/after
+#   ours-shadow `ours` with shadow comparison (opt-in: name it in VARIANTS): the frontend sends
+#               the primary's response too (unique-id, wait-for-body, send-spoe-group, as
+#               examples/haproxy-shadow.cfg), the mirror is a `compare = "candidate"` target,
+#               and every request is compared; prints the agent's shadow counters
 #   original    SPOE -> the C original (`$ORIGINAL -r0 -u URL`), if ORIGINAL names its binary
 #   nginx       nginx in front of the same primary, without and with its `mirror` directive to the
 #               same mirror (what an operator would pick instead), if nginx is installed
@@ -138,6 +142,11 @@ for v in $VARIANTS; do
         ours-strict) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" --original-capabilities $AGENT_ARGS ;;
         ours-b) start_agent "$v" "$AGENT_B" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" $AGENT_ARGS ;;
         ours-pipe) start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" -c pipelining -u "$MIRROR_URL" $AGENT_ARGS ;;
+        ours-shadow)
+            printf '[shadow]\n\n[[target]]\nname = "candidate"\nurl = "%s"\ncompare = "candidate"\n' "$MIRROR_URL" >"$DIR/shadow.toml"
+            SHADOW_METRICS=$(free_port)
+            start_agent "$v" "$AGENT" -r0 -a 127.0.0.1 -p "$p" --config "$DIR/shadow.toml" \
+                --metrics-address "127.0.0.1:$SHADOW_METRICS" $AGENT_ARGS ;;
         original) start_agent "$v" "$ORIGINAL" -r0 -a 127.0.0.1 -p "$p" -u "$MIRROR_URL" ;;
         *) echo "bench-haproxy: unknown variant $v" >&2; exit 2 ;;
     esac
@@ -171,6 +180,7 @@ frontend fe_$id
     bind 127.0.0.1:${FE_PORT[$v]}
     filter spoe engine $id config $DIR/spoe-$v.cfg
     default_backend primary
+$([ "$v" = ours-shadow ] && printf '    unique-id-format %%{+X}o%%ci:%%cp_%%fi:%%fp_%%Ts_%%rt:%%pid\n    http-response wait-for-body time 1s\n    http-response send-spoe-group %s mirror-response\n' "$id")
 
 backend agents_$id
     mode $([ "$SPOP_MODE" = 1 ] && echo spop || echo tcp)
@@ -190,10 +200,24 @@ EOF
             fi
             echo "    option set-on-error err"
             echo "    timeout processing 5s"
-            echo
-            echo "spoe-message mirror"
-            echo "    args arg_method=method arg_path=url arg_ver=req.ver arg_hdrs=req.hdrs_bin arg_body=req.body"
-            echo "    event on-frontend-http-request"
+            if [ "$v" = ours-shadow ]; then
+                echo "    groups mirror-response"
+                echo
+                echo "spoe-message mirror"
+                echo "    args arg_method=method arg_path=url arg_ver=req.ver arg_hdrs=req.hdrs_bin arg_body=req.body arg_id=unique-id"
+                echo "    event on-frontend-http-request"
+                echo
+                echo "spoe-message mirror-response"
+                echo "    args arg_id=unique-id arg_status=status arg_hdrs=res.hdrs_bin arg_body=res.body"
+                echo
+                echo "spoe-group mirror-response"
+                echo "    messages mirror-response"
+            else
+                echo
+                echo "spoe-message mirror"
+                echo "    args arg_method=method arg_path=url arg_ver=req.ver arg_hdrs=req.hdrs_bin arg_body=req.body"
+                echo "    event on-frontend-http-request"
+            fi
         } >"$DIR/spoe-$v.cfg"
     done
 } >"$DIR/haproxy.cfg"
@@ -304,6 +328,12 @@ for round in $(seq "$ROUNDS"); do
         if [ -n "${AGENT_PID[$v]:-}" ]; then
             n=$forwarded
             line="$line agent_cpu_s_per_1000=$(per_1000 $(($(cpu_ticks "${AGENT_PID[$v]}") - acpu0)) "$n")"
+        fi
+        if [ "$v" = ours-shadow ]; then
+            # Compared or counted so far (all rounds): the pairs resolve within the window.
+            m=$(curl -s "http://127.0.0.1:$SHADOW_METRICS/metrics")
+            sum() { echo "$m" | awk -v n="$1" '$1 ~ "^"n"({|$)" {s += $NF} END {printf "%d", s}'; }
+            line="$line compared=$(sum spoa_mirror_shadow_compared_total) unpaired=$(sum spoa_mirror_shadow_unpaired_total) shadow_dropped=$(sum spoa_mirror_shadow_dropped_total)"
         fi
         echo "$line" | tee -a "$RESULTS"
     done

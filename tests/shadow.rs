@@ -339,8 +339,10 @@ async fn identical_candidate_shows_no_difference(bin: HaproxyBin) {
         App::start(Variant::Same).await,
     );
     let dir = tempfile::tempdir().unwrap();
+    let diff_file = dir.path().join("diff.jsonl");
     let config = format!(
-        "[shadow]\n\n{}{}",
+        "[shadow]\ndiff-file = \"{}\"\n\n{}{}",
+        diff_file.display(),
         target("reference", &reference.url(), "reference"),
         target("candidate", &candidate.url(), "candidate"),
     );
@@ -354,7 +356,8 @@ async fn identical_candidate_shows_no_difference(bin: HaproxyBin) {
     .await;
     let (m, _) = settle(&agent, &["candidate"], n).await;
     assert_eq!(m.get("shadow_compared_total"), Some(n as f64));
-    assert_eq!(m.get("shadow_different_total"), Some(0.0));
+    let differences = std::fs::read_to_string(&diff_file).unwrap_or_default();
+    assert_eq!(m.get("shadow_different_total"), Some(0.0), "{differences}");
     assert!(m.get("shadow_noise_cancelled_total").unwrap() >= (2 * PER_ENDPOINT) as f64);
 }
 per_haproxy!(identical_candidate_shows_no_difference);
@@ -560,3 +563,112 @@ async fn chromium(args: &[&str], dir: &tempfile::TempDir) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// With shadow comparison on, a recording target writes the primary's response as a type-2
+/// record with its request's id (issue 16); `spoa-mirror-replay --compare` replays the
+/// recording against a server and compares its answers with the recorded ones: a regression
+/// test from a recording, exit 0 against the same version, 2 against the candidate.
+async fn recorded_responses_make_a_regression_test(bin: HaproxyBin) {
+    let (primary, candidate) = (
+        App::start(Variant::Primary).await,
+        App::start(Variant::Candidate).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let config = format!(
+        "[shadow]\n\n{}record = {{ dir = \"{}\" }}\n",
+        target("candidate", &candidate.url(), "candidate"),
+        rec.display()
+    );
+    let agent = agent(&dir, &config).await;
+    let hap = haproxy(&bin, primary.addr(), &agent).await;
+    let n = send(&hap, &["/users/", "/items/", "/static/"], 10).await;
+    settle(&agent, &["candidate"], n).await;
+    let (v, ok) = agent
+        .wait_metric("mirror_record_responses_total", |v| v >= n as f64, SETTLE)
+        .await;
+    assert!(ok, "{v} type-2 records for {n} requests");
+    assert_eq!(
+        agent.metric("mirror_record_written_total").await,
+        (2 * n) as f64
+    );
+
+    // Each response record has the id of a request record, and the primary's answer.
+    let mut requests = std::collections::HashMap::new();
+    let mut responses = Vec::new();
+    for f in std::fs::read_dir(&rec).unwrap() {
+        let file = std::fs::File::open(f.unwrap().path()).unwrap();
+        for r in spoa_mirror::record::Reader::new(std::io::BufReader::new(file), "rec") {
+            let r = r.unwrap();
+            match r.kind {
+                spoa_mirror::record::Kind::Request => {
+                    requests.insert(
+                        r.id.clone(),
+                        String::from_utf8_lossy(&r.payload).into_owned(),
+                    );
+                }
+                _ => responses.push(r),
+            }
+        }
+    }
+    assert_eq!((requests.len(), responses.len()), (n, n));
+    for r in &responses {
+        let request = requests
+            .get(&r.id)
+            .unwrap_or_else(|| panic!("no request record {}", r.id));
+        let text = String::from_utf8_lossy(&r.payload);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        if request.starts_with("GET /users/") {
+            assert!(
+                text.contains("\"name\":\"user "),
+                "the primary's body: {text}"
+            );
+        }
+        assert!(r.latency_ns >= 0);
+    }
+
+    let replay = |url: String, extra: &'static [&'static str]| {
+        let rec = rec.clone();
+        async move {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoa-mirror-replay"));
+            cmd.arg(&rec)
+                .args(["--url", &url, "--quiet", "--compare", "--speed", "100x"])
+                .args([
+                    "--ignore-json",
+                    "$.generated_at",
+                    "--ignore-json",
+                    "$.request_id",
+                ])
+                .args(extra);
+            let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    // The same version answers like the recording.
+    let same = App::start(Variant::Primary).await;
+    let (code, out) = replay(same.url(), &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("{n} pairs, 0 different")), "{out}");
+    // The candidate differs on two of the three endpoints: over a 50 % threshold, exit 2.
+    let (code, out) = replay(candidate.url(), &["--max-diff-rate", "0.5"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!("{n} pairs, {} different", 2 * n / 3)),
+        "{out}"
+    );
+    assert!(
+        out.contains("GET /users/{id}: 10 of 10 different (body 10): body:$.name (10)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("GET /items/{id}: 10 of 10 different (headers 10): header:x-api-version (10)"),
+        "{out}"
+    );
+}
+per_haproxy!(recorded_responses_make_a_regression_test);

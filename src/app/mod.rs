@@ -335,6 +335,7 @@ fn mirror_handler(config: &Config, stats: &Arc<Stats>) -> Result<Handlers, Strin
             if let Some(cfg) = &config.shadow {
                 let shadow = Shadow::start(cfg.clone())?;
                 mirror.set_tap(Arc::new(shadow.clone()));
+                shadow.record_to(mirror.clone());
                 stats.set_exporter(Arc::new(shadow.clone()));
                 let name = shadow.message_name().to_owned();
                 router = router.route(&name, Arc::new(shadow));

@@ -220,6 +220,20 @@ impl Mirror {
         Ok(())
     }
 
+    /// Whether a target records (then the primary's responses are worth building into
+    /// records: [`Mirror::record_response`]).
+    pub fn records(&self) -> bool {
+        self.inner.targets.load().iter().any(Target::records)
+    }
+
+    /// The primary's response (raw HTTP/1.1) to the request with HAProxy's id `key`: each
+    /// recording target writes it as a type-2 record if it recorded that request. Never blocks.
+    pub fn record_response(&self, key: &Bytes, payload: &Bytes) {
+        for target in self.inner.targets.load().iter() {
+            target.record_response(key, payload);
+        }
+    }
+
     /// Sends what targets with a compare role take and get to `tap` (shadow comparison); only
     /// the first call counts.
     pub fn set_tap(&self, tap: Arc<dyn ResponseTap>) {

@@ -65,10 +65,18 @@ impl Recording {
 
     /// Queues the record; never blocks (a full queue drops and counts it).
     pub(super) fn offer(&self, request: &Arc<MirrorRequest>) {
-        self.recorder.offer(Recorded {
-            request: Arc::clone(request),
-            base: Arc::clone(&self.base),
-        });
+        self.recorder.offer(
+            Recorded {
+                request: Arc::clone(request),
+                base: Arc::clone(&self.base),
+            },
+            request.id.clone(),
+        );
+    }
+
+    /// Queues the primary's response (raw HTTP/1.1) to the request with HAProxy's id `key`.
+    pub(super) fn offer_response(&self, key: &bytes::Bytes, payload: &bytes::Bytes) {
+        self.recorder.offer_response(key.clone(), payload.clone());
     }
 
     /// Writes out what is queued and closes the file (the agent is stopping).

@@ -5,6 +5,7 @@ use super::client;
 use super::delivery::{Endpoint, Failure};
 use super::message::MirrorRequest;
 use super::request::Base;
+use super::tap::Captured;
 use super::Error;
 use crate::config::MirrorConfig;
 use http::uri::Authority;
@@ -54,13 +55,24 @@ impl Sender {
 
     /// Sends one request and reads its answer; `Err` when no request could be built.
     pub async fn send(&self, req: &MirrorRequest) -> Result<Sent, Error> {
-        let d = self.endpoint.deliver(req, None).await?;
-        Ok(match (d.result, d.status) {
+        self.send_capture(req, None).await.map(|(sent, _)| sent)
+    }
+
+    /// [`Sender::send`], keeping the response (bodies up to `capture` bytes) when asked.
+    pub async fn send_capture(
+        &self,
+        req: &MirrorRequest,
+        capture: Option<usize>,
+    ) -> Result<(Sent, Option<Captured>), Error> {
+        let d = self.endpoint.deliver(req, capture).await?;
+        let captured = d.captured;
+        let sent = match (d.result, d.status) {
             (Ok(()), Some(s)) => Sent::Status(s),
             (Ok(()), None) => Sent::Other("no response".into()),
             (Err(Failure::Connect(e)), _) => Sent::Connect(e),
             (Err(Failure::Timeout), _) => Sent::Timeout,
             (Err(Failure::Other(e)), _) => Sent::Other(e),
-        })
+        };
+        Ok((sent, captured))
     }
 }

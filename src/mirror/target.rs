@@ -212,6 +212,23 @@ impl Target {
         p.sample != self.configured.sample || p.rate != self.configured.rate
     }
 
+    /// The primary's response to the request with HAProxy's id `key`, for this target's
+    /// records (written if it recorded that request).
+    pub(super) fn record_response(&self, key: &bytes::Bytes, payload: &bytes::Bytes) -> bool {
+        match &self.shared.recording {
+            Some(r) => {
+                r.offer_response(key, payload);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether this target records.
+    pub(super) fn records(&self) -> bool {
+        self.shared.recording.is_some()
+    }
+
     /// Writes out the queued records and closes the record file, if this target records.
     pub(super) async fn finish_recording(&self, deadline: Duration) {
         if let Some(r) = &self.shared.recording {

@@ -17,10 +17,11 @@
 mod disk;
 pub mod format;
 pub mod http;
+mod recent;
 mod writer;
 
 pub use format::{Kind, Reader, Record, RecordError, SEPARATOR_LINE};
-pub use http::encode_request;
+pub use http::{encode_request, encode_response};
 
 use crate::config::RecordConfig;
 use crate::stats::{inc, TargetStats};
@@ -43,6 +44,15 @@ enum Msg<P> {
         id: u64,
         timestamp_ns: i64,
         payload: P,
+        /// The request's id from HAProxy (`arg_id`): its response, if it comes, is written
+        /// as a type-2 record with this record's id.
+        key: Option<bytes::Bytes>,
+    },
+    /// The primary's response to the request recorded with `key` (shadow comparison on).
+    Response {
+        key: bytes::Bytes,
+        timestamp_ns: i64,
+        payload: bytes::Bytes,
     },
     Finish(mpsc::SyncSender<()>),
 }
@@ -90,17 +100,31 @@ impl<P: Payload> Recorder<P> {
         })
     }
 
-    /// Queues one record; never blocks. A full queue drops it and counts it.
-    pub fn offer(&self, payload: P) {
-        let timestamp_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    /// Queues one record; never blocks. A full queue drops it and counts it. `key`: the
+    /// request's id from HAProxy, for its response (see [`Recorder::offer_response`]).
+    pub fn offer(&self, payload: P, key: Option<bytes::Bytes>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send(Msg::Record {
+        self.send(Msg::Record {
             id,
-            timestamp_ns,
+            timestamp_ns: now_ns(),
             payload,
-        }) {
+            key,
+        });
+    }
+
+    /// Queues the primary's response to the request recorded with `key` (raw HTTP/1.1 bytes):
+    /// written as a type-2 record with that request's record id, if this recorder wrote it
+    /// recently (else nothing is written). Never blocks.
+    pub fn offer_response(&self, key: bytes::Bytes, payload: bytes::Bytes) {
+        self.send(Msg::Response {
+            key,
+            timestamp_ns: now_ns(),
+            payload,
+        });
+    }
+
+    fn send(&self, msg: Msg<P>) {
+        match self.queue.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 inc(&self.stats.record_dropped_total);
@@ -130,6 +154,12 @@ impl<P: Payload> Recorder<P> {
         });
         let _ = tokio::time::timeout(deadline, wait).await;
     }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A record id: the run, then the number of the record in it (GoReplay uses 24 hex digits).

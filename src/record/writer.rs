@@ -12,6 +12,7 @@
 
 use super::disk::{self, free_space};
 use super::format::{self, Kind, Record};
+use super::recent::Recent;
 use super::{record_id, Msg, Payload, StartError};
 use crate::config::RecordConfig;
 use crate::stats::{add, inc, TargetStats};
@@ -47,6 +48,8 @@ pub(super) struct Files {
     /// After a write error: no new file before this.
     retry_at: Option<Instant>,
     warn: LogThrottle,
+    /// Recently written requests by HAProxy's id, for their responses' records.
+    recent: Recent,
 }
 
 struct Current {
@@ -113,6 +116,7 @@ impl Files {
             current: None,
             retry_at: None,
             warn: LogThrottle::new(),
+            recent: Recent::default(),
         };
         let current = files
             .new_file()
@@ -165,12 +169,14 @@ impl Files {
         Err(last)
     }
 
-    /// Encodes one record into `batch`; `false` if it could not be (counted as an error).
+    /// Encodes one request record into `batch`; `false` if it could not be (counted as an
+    /// error). With `key`, the request is remembered for its response.
     fn encode<P: Payload>(
-        &self,
+        &mut self,
         id: u64,
         timestamp_ns: i64,
         payload: &P,
+        key: Option<bytes::Bytes>,
         batch: &mut Vec<u8>,
     ) -> bool {
         let mut raw = Vec::new();
@@ -184,11 +190,36 @@ impl Files {
             latency_ns: 0,
             payload: raw,
         };
-        format::encode(&record, batch).is_ok()
+        let ok = format::encode(&record, batch).is_ok();
+        if let (true, Some(key)) = (ok, key) {
+            self.recent.remember(key, id, timestamp_ns);
+        }
+        ok
     }
 
-    /// Writes one batch of `records` records; counts the outcome.
-    fn write(&mut self, batch: &mut Vec<u8>, records: u64) {
+    /// Encodes the response to a request written recently as a type-2 record with the
+    /// request's record id and the time since it as latency; `None` when no such request
+    /// was written here (another target's, or sampled out), `Some(false)` when it could not be.
+    fn encode_response(
+        &mut self,
+        key: &[u8],
+        timestamp_ns: i64,
+        payload: &[u8],
+        batch: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let (id, request_ns) = self.recent.take(key)?;
+        let record = Record {
+            kind: Kind::Response,
+            id: record_id(self.run, id),
+            timestamp_ns,
+            latency_ns: timestamp_ns.saturating_sub(request_ns).max(0),
+            payload: payload.to_vec(),
+        };
+        Some(format::encode(&record, batch).is_ok())
+    }
+
+    /// Writes one batch of `records` records, `responses` of them type 2; counts the outcome.
+    fn write(&mut self, batch: &mut Vec<u8>, records: u64, responses: u64) {
         if records == 0 {
             batch.clear();
             return;
@@ -200,6 +231,7 @@ impl Files {
         match result {
             Ok(()) => {
                 add(&self.stats.record_written_total, records);
+                add(&self.stats.record_responses_total, responses);
                 add(&self.stats.record_bytes_total, len);
             }
             Err(e) => self.failed(records, &e),
@@ -352,8 +384,7 @@ pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
                 return;
             }
         };
-        let mut records = 0u64;
-        let mut lost = 0u64;
+        let (mut records, mut responses, mut lost) = (0u64, 0u64, 0u64);
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -361,16 +392,29 @@ pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
                     id,
                     timestamp_ns,
                     payload,
+                    key,
                 } => {
-                    if files.encode(id, timestamp_ns, &payload, &mut batch) {
+                    if files.encode(id, timestamp_ns, &payload, key, &mut batch) {
                         records += 1;
                     } else {
                         lost += 1;
                     }
                 }
+                Msg::Response {
+                    key,
+                    timestamp_ns,
+                    payload,
+                } => match files.encode_response(&key, timestamp_ns, &payload, &mut batch) {
+                    Some(true) => {
+                        records += 1;
+                        responses += 1;
+                    }
+                    Some(false) => lost += 1,
+                    None => {}
+                },
                 Msg::Finish(done) => {
-                    files.write(&mut batch, records);
-                    records = 0;
+                    files.write(&mut batch, records, responses);
+                    (records, responses) = (0, 0);
                     files.close();
                     let _ = done.send(());
                 }
@@ -382,7 +426,7 @@ pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
         if lost > 0 {
             add(&files.stats.record_errors_total, lost);
         }
-        files.write(&mut batch, records);
+        files.write(&mut batch, records, responses);
     }
 }
 

@@ -1,5 +1,6 @@
 //! `spoa-mirror-replay`'s command line, and the run: read, pace, send, summarise.
 
+use super::compare::Comparison;
 use super::input::{self, InputCounts, Requests, Rules};
 use super::play::{self, Options, Pace, Totals};
 use crate::config::{HostPolicy, MirrorConfig};
@@ -21,6 +22,8 @@ pub const EXIT_FAILED_REQUESTS: u8 = 1;
 pub const EXIT_USAGE: u8 = 64;
 /// No file could be read, or the URL cannot be used.
 pub const EXIT_INPUT: u8 = 66;
+/// `--compare`: more responses differed from the recorded ones than `--max-diff-rate`.
+pub const EXIT_DIFFERENCES: u8 = 2;
 
 /// Replays requests recorded by spoa-mirror (--record-dir, or a target's `record` table) or
 /// by GoReplay (--output-file) against a URL: with the recorded timing, faster or slower, or
@@ -105,6 +108,32 @@ pub struct Args {
     /// No progress bar (it is also off when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+
+    /// Compare each response with the one recorded for its request (type-2 records, written
+    /// by spoa-mirror with shadow comparison on, or by GoReplay); exit 2 when more differ
+    /// than --max-diff-rate.
+    #[arg(long, conflicts_with = "repeat")]
+    pub compare: bool,
+
+    /// With --compare: the fraction of compared responses that may differ, 0..1.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, requires = "compare")]
+    pub max_diff_rate: f64,
+
+    /// With --compare: a header never compared (repeatable), besides Date, Server, request ids...
+    #[arg(long = "ignore-header", value_name = "NAME", requires = "compare")]
+    pub ignore_headers: Vec<String>,
+
+    /// With --compare: a JSON field never compared, e.g. '$.meta.at', '$..trace_id' (repeatable).
+    #[arg(long = "ignore-json", value_name = "PATH", requires = "compare")]
+    pub ignore_json: Vec<String>,
+
+    /// With --compare: JSON arrays compared without regard to order.
+    #[arg(long, requires = "compare")]
+    pub ignore_array_order: bool,
+
+    /// With --compare: a regular expression masked in text bodies before comparing (repeatable).
+    #[arg(long = "text-mask", value_name = "REGEX", requires = "compare")]
+    pub text_masks: Vec<String>,
 }
 
 /// `--speed`: `10x`, `10`, `0.5x`.
@@ -166,6 +195,33 @@ fn rules(a: &Args) -> Result<Option<crate::config::Rules>, String> {
     Ok((r.filters() || r.rewrites()).then_some(r))
 }
 
+/// `--compare`'s rules, as a `[shadow]` table would give them.
+fn compare_config(a: &Args) -> Result<crate::config::ShadowConfig, String> {
+    let mut cfg = crate::config::ShadowConfig::new();
+    cfg.max_body = 16 * 1024 * 1024;
+    for h in &a.ignore_headers {
+        cfg.ignore_headers.push(
+            HeaderName::from_bytes(h.trim().as_bytes())
+                .map_err(|_| format!("invalid --ignore-header '{h}'"))?,
+        );
+    }
+    for p in &a.ignore_json {
+        cfg.ignore_json.push(crate::config::JsonPattern::parse(p)?);
+    }
+    cfg.ignore_array_order = a.ignore_array_order;
+    for m in &a.text_masks {
+        cfg.text_masks
+            .push(regex::Regex::new(m).map_err(|e| format!("invalid --text-mask: {e}"))?);
+    }
+    if !(0.0..=1.0).contains(&a.max_diff_rate) {
+        return Err(format!(
+            "invalid --max-diff-rate {} (0..1)",
+            a.max_diff_rate
+        ));
+    }
+    Ok(cfg)
+}
+
 /// Runs the tool; the exit code.
 pub async fn run(a: Args) -> u8 {
     let usage = |e: String| {
@@ -182,6 +238,10 @@ pub async fn run(a: Args) -> u8 {
     };
     let rules_cfg = match rules(&a) {
         Ok(r) => r,
+        Err(e) => return usage(e),
+    };
+    let comparison = match a.compare.then(|| compare_config(&a)).transpose() {
+        Ok(cfg) => cfg.map(|c| Arc::new(Comparison::new(&c))),
         Err(e) => return usage(e),
     };
     let url = match crate::config::MirrorUrl::parse(&a.url) {
@@ -245,10 +305,22 @@ pub async fn run(a: Args) -> u8 {
             max_record,
             move |line| report(&r, &reported, line),
         )
+        .compare_with(comparison.clone())
     };
-    let send = |req| {
-        let sender = Arc::clone(&sender);
-        async move { sender.send(&req).await.map_err(|_| ()) }
+    let send = |item: play::Item| {
+        let (sender, comparison) = (Arc::clone(&sender), comparison.clone());
+        async move {
+            let Some(c) = comparison else {
+                return sender.send(&item.request).await.map_err(|_| ());
+            };
+            let (sent, captured) = sender
+                .send_capture(&item.request, Some(c.max_body()))
+                .await
+                .map_err(|_| ())?;
+            let req = &item.request;
+            c.replayed(&item.id, req.method.as_str(), req.target.path(), captured);
+            Ok(sent)
+        }
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -259,6 +331,13 @@ pub async fn run(a: Args) -> u8 {
     print_summary(&totals, &counts, elapsed, opts.repeat);
     if counts.unreadable_files.load(Ordering::Relaxed) > 0 && totals.sent == 0 {
         return EXIT_INPUT;
+    }
+    if let Some(c) = &comparison {
+        let summary = c.finish();
+        summary.print();
+        if summary.rate() > a.max_diff_rate {
+            return EXIT_DIFFERENCES;
+        }
     }
     if totals.failed() > 0 {
         EXIT_FAILED_REQUESTS

@@ -3,6 +3,7 @@
 //! records in them, in file order. Bad records are reported (file:line) and counted, and
 //! reading goes on; response records (types 2 and 3) are kept apart for a later comparison.
 
+use super::compare::Comparison;
 use super::payload::parse_request;
 use super::play::Item;
 use crate::mirror::{apply_rules, MirrorRequest};
@@ -24,7 +25,7 @@ pub struct InputCounts {
     pub bad_records: AtomicU64,
     /// Request records whose payload is not a request we can send.
     pub bad_payloads: AtomicU64,
-    /// Response records (types 2, 3): not replayed.
+    /// Response records (types 2, 3): not replayed (type 2 compared with `--compare`).
     pub responses: AtomicU64,
     /// Requests the method/path filters left out.
     pub filtered: AtomicU64,
@@ -97,6 +98,8 @@ pub struct Requests<R: FnMut(String)> {
     counts: Arc<InputCounts>,
     max_record: usize,
     report: R,
+    /// `--compare`: type-2 records go there.
+    comparison: Option<Arc<Comparison>>,
 }
 
 impl<R: FnMut(String)> Requests<R> {
@@ -114,7 +117,14 @@ impl<R: FnMut(String)> Requests<R> {
             counts,
             max_record,
             report,
+            comparison: None,
         }
+    }
+
+    /// Hands the response records (type 2) to `comparison`.
+    pub fn compare_with(mut self, comparison: Option<Arc<Comparison>>) -> Self {
+        self.comparison = comparison;
+        self
     }
 
     fn next_record(&mut self) -> Option<Record> {
@@ -155,9 +165,10 @@ impl<R: FnMut(String)> Iterator for Requests<R> {
         loop {
             let record = self.next_record()?;
             if record.kind != Kind::Request {
-                // The comparison with a recorded response (shadow comparison) plugs in here:
-                // the record has its id, type and payload.
                 inc(&self.counts.responses);
+                if let (Kind::Response, Some(c)) = (record.kind, &self.comparison) {
+                    c.recorded(&record.id, &record.payload);
+                }
                 continue;
             }
             inc(&self.counts.requests);
@@ -174,6 +185,7 @@ impl<R: FnMut(String)> Iterator for Requests<R> {
                     return Some(Item {
                         timestamp_ns: record.timestamp_ns,
                         request,
+                        id: record.id,
                     })
                 }
                 None => inc(&self.counts.filtered),

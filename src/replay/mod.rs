@@ -9,9 +9,12 @@
 //! - [`payload`] (pure): a record's raw HTTP/1.x request → a `MirrorRequest`.
 //! - [`input`]: paths → files (plain or gzip) → request items; bad records counted.
 //! - [`play`]: pacing on tokio's clock, the concurrency limit, the totals.
+//! - [`compare`]: `--compare`, replayed responses against the recorded ones (type 2), with
+//!   the shadow comparator.
 //! - [`cli`]: the options, the progress bar, the summary, the exit code.
 
 pub mod cli;
+pub mod compare;
 pub mod input;
 pub mod payload;
 pub mod play;

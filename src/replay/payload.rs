@@ -4,6 +4,7 @@
 //! Content-Length matching the body), so a replay sends what the mirror got.
 
 use crate::mirror::{forwardable_headers, parse_target, HeaderList, MirrorRequest};
+use crate::shadow::Response;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue, Method, Version};
@@ -14,7 +15,7 @@ pub const MAX_HEADERS: usize = 256;
 /// Why a payload is not a request we can replay.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
-    #[error("not an HTTP/1.x request head: {0}")]
+    #[error("not an HTTP/1.x head: {0}")]
     Head(String),
     #[error("request head not complete")]
     Partial,
@@ -100,6 +101,44 @@ pub fn parse_request(payload: &[u8]) -> Result<MirrorRequest, PayloadError> {
 }
 
 /// A chunked body's data (trailers dropped).
+/// A response record's payload (type 2; raw HTTP/1.x, ours or GoReplay's) → the response as
+/// the shadow comparator sees it: names lower-cased, a chunked body decoded, else the bytes
+/// that follow the head.
+pub fn parse_response(payload: &[u8]) -> Result<Response, PayloadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Response::new(&mut slots);
+    let status = head
+        .parse(payload)
+        .map_err(|e| PayloadError::Head(e.to_string()))?;
+    let httparse::Status::Complete(head_len) = status else {
+        return Err(PayloadError::Partial);
+    };
+    let code = head.code.ok_or(PayloadError::Invalid("status"))?;
+    let headers: Vec<(String, Bytes)> = head
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), Bytes::copy_from_slice(h.value)))
+        .collect();
+    let rest = payload.get(head_len..).unwrap_or_default();
+    let chunked = headers.iter().any(|(n, v)| {
+        n == "transfer-encoding"
+            && String::from_utf8_lossy(v)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status: code,
+        headers,
+        body: Bytes::from(body),
+        too_large: false,
+    })
+}
+
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, PayloadError> {
     let mut out = Vec::new();
     loop {

@@ -16,6 +16,8 @@ pub struct Item {
     /// When it was recorded, in ns since the Unix epoch.
     pub timestamp_ns: i64,
     pub request: MirrorRequest,
+    /// The record's id (its response record, if any, has the same).
+    pub id: String,
 }
 
 /// How requests are spaced.
@@ -136,7 +138,7 @@ pub async fn play<I, S, F>(
 ) -> Totals
 where
     I: Iterator<Item = Item>,
-    S: Fn(MirrorRequest) -> F,
+    S: Fn(Item) -> F,
     F: Future<Output = Result<Sent, ()>> + Send + 'static,
 {
     let totals = Arc::new(Mutex::new(Totals::default()));
@@ -175,7 +177,7 @@ where
             };
             let Ok(permit) = permit else { break 'passes };
             let lag = Instant::now().saturating_duration_since(due);
-            let request = send(item.request);
+            let request = send(item);
             let (totals, bar) = (Arc::clone(&totals), bar.clone());
             tokio::spawn(async move {
                 let t0 = Instant::now();
@@ -223,6 +225,7 @@ mod tests {
                 src: None,
                 id: None,
             },
+            id: format!("{ms}"),
         }
     }
 

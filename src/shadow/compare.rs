@@ -250,9 +250,7 @@ impl Comparator {
                 }
             }
             (Value::Number(x), Value::Number(y)) => {
-                let same =
-                    x == y || matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if p == q);
-                if !same {
+                if !same_number(x, y) {
                     self.leaf(Some(a), Some(b), path, out);
                 }
             }
@@ -303,6 +301,18 @@ impl Comparator {
             other: show(b),
         });
     }
+}
+
+/// Numbers as values: integers exactly (two timestamps in ns a few ns apart differ, though
+/// they are the same `f64`), `1` and `1.0` alike.
+fn same_number(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    if let (Some(a), Some(b)) = (x.as_u64(), y.as_u64()) {
+        return a == b;
+    }
+    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
+        return a == b;
+    }
+    (x.is_f64() || y.is_f64()) && matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if p == q)
 }
 
 /// Both bodies as JSON, if both parse.

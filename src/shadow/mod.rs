@@ -50,6 +50,8 @@ pub struct Shadow {
 
 struct Inner {
     cfg: Arc<ShadowConfig>,
+    /// The engine, whose recording targets also write the primary's responses (type 2).
+    mirror: std::sync::OnceLock<crate::mirror::Mirror>,
     tx: SyncSender<Msg>,
     report: Arc<Mutex<Report>>,
     totals: Arc<Totals>,
@@ -86,6 +88,7 @@ impl Shadow {
         Ok(Shadow {
             inner: Arc::new(Inner {
                 cfg,
+                mirror: std::sync::OnceLock::new(),
                 tx,
                 report,
                 totals,
@@ -93,6 +96,12 @@ impl Shadow {
                 warn_dropped: LogThrottle::new(),
             }),
         })
+    }
+
+    /// Hands the primary's responses to `mirror` too, for its recording targets (type-2
+    /// records); only the first call counts.
+    pub fn record_to(&self, mirror: crate::mirror::Mirror) {
+        let _ = self.inner.mirror.set(mirror);
     }
 
     /// The SPOE message name that carries the primary's response.
@@ -145,6 +154,17 @@ impl MessageHandler for Shadow {
         let inner = &self.inner;
         match parse_primary(&message, inner.cfg.max_body) {
             Ok((id, response)) => {
+                // Recording targets write it as a type-2 record (not a body HAProxy cut).
+                if let Some(m) = inner.mirror.get().filter(|m| m.records()) {
+                    if !response.too_large {
+                        let raw = crate::record::encode_response(
+                            response.status,
+                            &response.headers,
+                            &response.body,
+                        );
+                        m.record_response(&id, &Bytes::from(raw));
+                    }
+                }
                 let bytes = u64::try_from(response.size()).unwrap_or(u64::MAX);
                 inner.send(
                     Msg::Primary {

@@ -172,6 +172,7 @@ fn explain(r: Reason) -> &'static str {
         Reason::Expired => "the target's response did not come within the window",
         Reason::TooLarge => "a body was larger than max-body",
         Reason::Overflow => "too many pending (max-pending or memory)",
+        Reason::NoReferenceResponse => "the reference gave no usable response (noise unknown)",
     }
 }
 

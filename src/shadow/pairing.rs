@@ -252,19 +252,23 @@ impl Pairing {
             }
             return;
         };
-        let reference = sides.iter().find_map(|s| match (&s.role, &s.state) {
-            (ShadowRole::Reference, State::Answered(r)) if !r.too_large => Some(r),
-            _ => None,
-        });
-        let noise = match (primary.too_large, reference) {
-            (false, Some(r)) => Some(self.comparator.diff(&primary, r)),
-            _ => None,
+        // The reference, if it took this request: its differences from the primary are noise.
+        // One that took it but gave nothing usable leaves the noise unknown: the candidates'
+        // responses are then not judged (a timestamp would count as a difference).
+        let reference = sides.iter().find(|s| s.role == ShadowRole::Reference);
+        let (noise, reference_failed) = match reference.map(|s| &s.state) {
+            None => (None, false),
+            Some(State::Answered(r)) if !r.too_large && !primary.too_large => {
+                (Some(self.comparator.diff(&primary, r)), false)
+            }
+            Some(_) => (None, true),
         };
         for side in sides.iter().filter(|s| s.role == ShadowRole::Candidate) {
             let outcome = match &side.state {
                 State::Waiting => Err(Reason::Expired),
                 State::NoResponse => Err(Reason::NoMirrorResponse),
                 State::Answered(r) if r.too_large || primary.too_large => Err(Reason::TooLarge),
+                State::Answered(_) if reference_failed => Err(Reason::NoReferenceResponse),
                 State::Answered(r) => Ok(r),
             };
             match outcome {
@@ -381,5 +385,101 @@ pub fn run(mut pairing: Pairing, rx: Receiver<Msg>) {
             last_sweep = Instant::now();
         }
         pairing.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: &str) -> Response {
+        Response {
+            status: 200,
+            headers: vec![(
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            )],
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            too_large: false,
+        }
+    }
+
+    fn pairing() -> (Pairing, Arc<Mutex<Report>>) {
+        let report = Arc::new(Mutex::new(Report::default()));
+        let cfg = Arc::new(ShadowConfig::new());
+        let p = Pairing::new(cfg, Arc::clone(&report), Arc::new(Totals::default()), None);
+        (p, report)
+    }
+
+    fn expect(p: &mut Pairing, id: &'static [u8], target: &str, role: ShadowRole) {
+        p.handle(Msg::Expect {
+            id: Bytes::from_static(id),
+            target: Arc::from(target),
+            role,
+            method: "GET".into(),
+            path: "/u/1".into(),
+        });
+    }
+
+    fn mirror(p: &mut Pairing, id: &'static [u8], target: &str, r: Option<Response>) {
+        p.handle(Msg::Mirror {
+            id: Bytes::from_static(id),
+            target: Arc::from(target),
+            response: r,
+            bytes: 0,
+        });
+    }
+
+    #[test]
+    fn noise_is_cancelled_and_a_silent_reference_leaves_the_pair_unjudged() {
+        let (mut p, report) = pairing();
+        for id in [&b"a"[..], &b"b"[..]] {
+            expect(&mut p, id, "ref", ShadowRole::Reference);
+            expect(&mut p, id, "cand", ShadowRole::Candidate);
+            p.handle(Msg::Primary {
+                id: Bytes::from_static(id),
+                response: json(r#"{"at":1,"name":"x"}"#),
+                bytes: 0,
+            });
+            mirror(&mut p, id, "cand", Some(json(r#"{"at":3,"name":"y"}"#)));
+        }
+        // "a": the reference answered; its `at` is noise, `name` is a real difference.
+        mirror(&mut p, b"a", "ref", Some(json(r#"{"at":2,"name":"x"}"#)));
+        // "b": the reference failed: the candidate is not judged.
+        mirror(&mut p, b"b", "ref", None);
+        let r = report.lock().unwrap();
+        let row = r.rows.values().next().unwrap();
+        assert_eq!(
+            (row.compared, row.different(), row.noise_cancelled),
+            (1, 1, 1)
+        );
+        assert_eq!(row.fields.keys().collect::<Vec<_>>(), ["body:$.name"]);
+        let unpaired: Vec<_> = r
+            .unpaired
+            .iter()
+            .map(|((t, why), n)| (&**t, *why, *n))
+            .collect();
+        assert_eq!(unpaired, [("cand", Reason::NoReferenceResponse, 1)]);
+        assert!(p.pending.is_empty());
+    }
+
+    #[test]
+    fn the_window_resolves_what_is_missing() {
+        let (mut p, report) = pairing();
+        p.cfg = Arc::new(ShadowConfig {
+            window: std::time::Duration::ZERO,
+            ..ShadowConfig::new()
+        });
+        expect(&mut p, b"a", "cand", ShadowRole::Candidate);
+        expect(&mut p, b"b", "cand", ShadowRole::Candidate);
+        p.handle(Msg::Primary {
+            id: Bytes::from_static(b"b"),
+            response: json("{}"),
+            bytes: 0,
+        });
+        p.sweep();
+        let r = report.lock().unwrap();
+        let got: Vec<_> = r.unpaired.keys().map(|(_, why)| *why).collect();
+        assert_eq!(got, [Reason::NoPrimaryResponse, Reason::Expired]);
     }
 }

@@ -28,6 +28,9 @@ pub enum Reason {
     TooLarge,
     /// The pending table was full (`max-pending` or `memory`).
     Overflow,
+    /// The reference took the request but gave no usable response: noise could not be told
+    /// apart, so the candidate's response was not judged.
+    NoReferenceResponse,
 }
 
 impl Reason {
@@ -38,6 +41,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::TooLarge => "too_large",
             Reason::Overflow => "overflow",
+            Reason::NoReferenceResponse => "no_reference_response",
         }
     }
 }

@@ -226,8 +226,10 @@ pub struct TargetStats {
     pub latency: Histogram,
 
     // --- recording (`record` of the target; `crate::record`)
-    /// Request records written to the target's record files.
+    /// Records written to the target's record files (requests, and the primary's responses).
     pub record_written_total: AtomicU64,
+    /// Type-2 records (the primary's responses, with shadow comparison) among the written.
+    pub record_responses_total: AtomicU64,
     /// Bytes of record written (before gzip).
     pub record_bytes_total: AtomicU64,
     /// Records dropped because the recorder's queue was full (the disk is too slow).

@@ -141,7 +141,7 @@ fn answer(variant: Variant, path: &str) -> Response<Full<Bytes>> {
         "orders" => (
             200,
             "application/json",
-            format!(r#"{{"order":{n},"at":{at}}}"#),
+            format!(r#"{{"order":{n},"at":{at},"trace":"t{rid}"}}"#),
             "1",
         ),
         "items" => (

@@ -61,6 +61,23 @@ fn json_is_structural() {
 }
 
 #[test]
+fn numbers_are_values_and_integers_exact() {
+    let c = with(|_| {});
+    assert!(c
+        .diff(&json(r#"{"n":1}"#), &json(r#"{"n":1.0}"#))
+        .is_empty());
+    assert!(c
+        .diff(&json(r#"{"n":-3}"#), &json(r#"{"n":-3.0}"#))
+        .is_empty());
+    // Two timestamps in ns, 100 ns apart: the same f64, not the same number.
+    let d = c.diff(
+        &json(r#"{"at":1796690000123456700}"#),
+        &json(r#"{"at":1796690000123456800}"#),
+    );
+    assert_eq!(fields(&d), ["body:$.at"]);
+}
+
+#[test]
 fn json_ignore_paths_and_array_order() {
     let a = json(r#"{"meta":{"at":1},"items":[{"id":1,"v":"a"},{"id":2,"v":"b"}]}"#);
     let b = json(r#"{"meta":{"at":2},"items":[{"id":3,"v":"b"},{"id":4,"v":"a"}]}"#);
