@@ -519,20 +519,7 @@ async fn examples_pass_haproxy_check(bin: HaproxyBin) {
             }
             let path = dir.path().join(name);
             std::fs::write(&path, cfg).unwrap();
-            // -V: 3.x prints "Configuration file is valid" only when verbose.
-            let out = Command::new(&bin.path)
-                .arg("-c")
-                .arg("-V")
-                .arg("-f")
-                .arg(&path)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && text.contains("Configuration file is valid"),
-                "{name} with '{event}':\n{text}"
-            );
+            common::haproxy::check_config(&bin, &path);
             checked += 1;
         }
     }
@@ -555,17 +542,7 @@ async fn examples_pass_haproxy_check(bin: HaproxyBin) {
     }
     let path = dir.path().join("haproxy-targets.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let out = Command::new(&bin.path)
-        .args(["-c", "-V", "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("Configuration file is valid"),
-        "haproxy-targets.cfg:\n{text}"
-    );
+    common::haproxy::check_config(&bin, &path);
 }
 
 per_haproxy!(examples_pass_haproxy_check);

@@ -82,10 +82,32 @@ fn spop_fds(pid: u32, port: u16) -> usize {
     fds_among(pid, &connection_inodes(port, false))
 }
 
+/// Socket inodes of ESTABLISHED TCP connections whose local port is `port`.
+fn established_inodes(port: u16) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return Vec::new();
+    };
+    let suffix = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (cols.get(1)?, cols.get(3)?, cols.get(9)?);
+            (local.ends_with(&suffix) && *state == "01").then(|| inode.to_string())
+        })
+        .collect()
+}
+
 /// Descriptors other than connections to the mirror at `mirror_port` (the engine's keep-alive
-/// pool, closed after 30 s idle by design, is not a leak).
-fn fds_without_mirror_pool(pid: u32, mirror_port: u16) -> usize {
-    fd_count(pid).saturating_sub(fds_among(pid, &connection_inodes(mirror_port, true)))
+/// pool, closed after 30 s idle by design, is not a leak) and than SPOP connections on
+/// `spop_port` whose peer is still there (ESTABLISHED: HAProxy's, and HAProxy 3.x's SPOE
+/// multiplexer may open more under load and keep them idle). A connection the agent failed
+/// to close after its peer left would be CLOSE_WAIT, and counted.
+fn fds_without_pools(pid: u32, mirror_port: u16, spop_port: u16) -> usize {
+    fd_count(pid)
+        .saturating_sub(fds_among(pid, &connection_inodes(mirror_port, true)))
+        .saturating_sub(fds_among(pid, &established_inodes(spop_port)))
 }
 
 /// Samples a process's RSS every `every` until dropped; keeps the peak.
@@ -510,7 +532,7 @@ async fn idle_connections_and_storm_next_to_live_haproxy(bin: HaproxyBin) {
     st.traffic("/warm/", 20, 2).await;
     assert_eq!(st.wait_mirrored("/warm/", 20).await, 20);
     let mport = st.mirror.port();
-    let fds_before = fds_without_mirror_pool(pid, mport);
+    let fds_before = fds_without_pools(pid, mport, st.agent.port());
     let rss_before = rss_kib(pid);
     let sampler = RssSampler::start(pid, Duration::from_millis(200));
 
@@ -563,11 +585,11 @@ async fn idle_connections_and_storm_next_to_live_haproxy(bin: HaproxyBin) {
 
     drop(idle);
     let fds_after = poll_until(SETTLE, || {
-        let n = fds_without_mirror_pool(pid, mport);
+        let n = fds_without_pools(pid, mport, st.agent.port());
         (n <= fds_before).then_some(n)
     })
     .await
-    .unwrap_or_else(|| fds_without_mirror_pool(pid, mport));
+    .unwrap_or_else(|| fds_without_pools(pid, mport, st.agent.port()));
     let peak = sampler.peak_mib();
     sampler.finish().await;
     assert!(
@@ -748,7 +770,7 @@ async fn haproxy_killed_restarted_and_stopped_gracefully(bin: HaproxyBin) {
     let pid = st.agent.pid();
     let port = st.agent.port();
     let mport = st.mirror.port();
-    let fds_idle = fds_without_mirror_pool(pid, mport);
+    let fds_idle = fds_without_pools(pid, mport, st.agent.port());
 
     // Traffic in flight when HAProxy dies.
     let addr = st.hap.addr();
@@ -791,20 +813,20 @@ async fn haproxy_killed_restarted_and_stopped_gracefully(bin: HaproxyBin) {
         spop_fds(pid, port)
     );
     let fds_end = poll_until(SETTLE, || {
-        let n = fds_without_mirror_pool(pid, mport);
+        let n = fds_without_pools(pid, mport, st.agent.port());
         (n <= fds_idle).then_some(n)
     })
     .await;
     assert!(
         fds_end.is_some(),
         "fds {} at the end (mirror pool excluded), {fds_idle} with HAProxy idle",
-        fds_without_mirror_pool(pid, mport)
+        fds_without_pools(pid, mport, st.agent.port())
     );
     assert!(st.agent.is_running(), "the agent exited");
     eprintln!(
         "RELIABILITY haproxy-faults: SIGKILL mid-stream, restart, soft stop: agent kept running, \
          SPOP fds 0 after each, fds (mirror pool excluded) {fds_idle} -> {}",
-        fds_without_mirror_pool(pid, mport)
+        fds_without_pools(pid, mport, st.agent.port())
     );
 }
 
@@ -1463,20 +1485,20 @@ async fn soak_steady_rate() {
         });
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (rss_start, fds_start) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+    let (rss_start, fds_start) = (rss_kib(pid), fds_without_pools(pid, mport, st.agent.port()));
     let (mut rss_peak, mut fds_peak) = (rss_start, fds_start);
     let samples = secs.saturating_sub(10) / 10;
     let mut trace = Vec::new();
     for _ in 0..samples.max(1) {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let (r, f) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+        let (r, f) = (rss_kib(pid), fds_without_pools(pid, mport, st.agent.port()));
         rss_peak = rss_peak.max(r);
         fds_peak = fds_peak.max(f);
         trace.push(format!("{:.1}/{f}", r as f64 / 1024.0));
     }
     stop.store(true, Ordering::Relaxed);
     while clients.join_next().await.is_some() {}
-    let (rss_end, fds_end) = (rss_kib(pid), fds_without_mirror_pool(pid, mport));
+    let (rss_end, fds_end) = (rss_kib(pid), fds_without_pools(pid, mport, st.agent.port()));
     let total = sent.load(Ordering::Relaxed) as usize;
     let mirrored = poll_until(Duration::from_secs(60), || {
         let n = st.mirrored("/soak/");

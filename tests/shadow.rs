@@ -69,17 +69,7 @@ async fn examples_are_valid(bin: HaproxyBin) {
     }
     let path = dir.path().join("haproxy-shadow.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let out = std::process::Command::new(&bin.path)
-        .args(["-c", "-V", "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("Configuration file is valid"),
-        "{text}"
-    );
+    common::haproxy::check_config(&bin, &path);
 
     let out = std::process::Command::new(common::agent::AGENT_BIN)
         .args(["--check-config", &format!("{EXAMPLES}/shadow.toml")])
@@ -215,34 +205,55 @@ fn ack_p99(m: &Metrics) -> f64 {
         .map_or(f64::INFINITY, |(le, _)| *le)
 }
 
-/// A candidate that differs on three endpoints: the counters find exactly those, with the
-/// right kind and a rate of 1; the identical endpoint shows none; timestamps and request ids
-/// (different on every answer) are cancelled by the reference; the diff file has one line per
-/// differing pair and nothing else.
-async fn finds_exactly_the_differing_endpoints(bin: HaproxyBin) {
-    let (primary, reference, candidate) = (
+/// A primary, a reference and a candidate application (`candidate`) behind HAProxy and the
+/// agent, which writes its differences to `diff_file`; `n` requests per endpoint sent and
+/// every one compared or counted.
+struct WithReference {
+    _apps: [App; 3],
+    dir: tempfile::TempDir,
+    diff_file: std::path::PathBuf,
+    agent: AgentProcess,
+    _hap: Haproxy,
+    metrics: Metrics,
+    sent: usize,
+}
+
+async fn with_reference(bin: &HaproxyBin, candidate: Variant, n: usize) -> WithReference {
+    let apps = [
         App::start(Variant::Primary).await,
         App::start(Variant::Reference).await,
-        App::start(Variant::Candidate).await,
-    );
+        App::start(candidate).await,
+    ];
     let dir = tempfile::tempdir().unwrap();
     let diff_file = dir.path().join("diff.jsonl");
     let config = format!(
         "[shadow]\nwindow = \"10s\"\ndiff-file = \"{}\"\n\n{}{}",
         diff_file.display(),
-        target("reference", &reference.url(), "reference"),
-        target("candidate", &candidate.url(), "candidate"),
+        target("reference", &apps[1].url(), "reference"),
+        target("candidate", &apps[2].url(), "candidate"),
     );
     let agent = agent(&dir, &config).await;
-    let hap = haproxy(&bin, primary.addr(), &agent).await;
-    let n = send(
-        &hap,
-        &["/users/", "/orders/", "/items/", "/static/"],
-        PER_ENDPOINT,
-    )
-    .await;
-    let (m, _) = settle(&agent, &["candidate"], n).await;
+    let hap = haproxy(bin, apps[0].addr(), &agent).await;
+    let sent = send(&hap, &["/users/", "/orders/", "/items/", "/static/"], n).await;
+    let (metrics, _) = settle(&agent, &["candidate"], sent).await;
+    WithReference {
+        _apps: apps,
+        dir,
+        diff_file,
+        agent,
+        _hap: hap,
+        metrics,
+        sent,
+    }
+}
 
+/// A candidate that differs on three endpoints: the counters find exactly those, with the
+/// right kind and a rate of 1; the identical endpoint shows none; timestamps and request ids
+/// (different on every answer) are cancelled by the reference; the diff file has one line per
+/// differing pair and nothing else.
+async fn finds_exactly_the_differing_endpoints(bin: HaproxyBin) {
+    let w = with_reference(&bin, Variant::Candidate, PER_ENDPOINT).await;
+    let (m, diff_file) = (w.metrics.clone(), &w.diff_file);
     assert_eq!(
         m.get("shadow_unpaired_total").unwrap_or(0.0),
         0.0,
@@ -295,7 +306,7 @@ async fn finds_exactly_the_differing_endpoints(bin: HaproxyBin) {
     );
 
     // The diff file: one line per differing pair, with the field that differs.
-    let lines = poll_lines(&diff_file, 3 * PER_ENDPOINT).await;
+    let lines = poll_lines(diff_file, 3 * PER_ENDPOINT).await;
     assert_eq!(lines.len(), 3 * PER_ENDPOINT);
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -333,30 +344,10 @@ async fn poll_lines(path: &std::path::Path, want: usize) -> Vec<String> {
 /// A candidate that answers like production shows no difference at all; the fields that
 /// change on every request are cancelled by the reference.
 async fn identical_candidate_shows_no_difference(bin: HaproxyBin) {
-    let (primary, reference, candidate) = (
-        App::start(Variant::Primary).await,
-        App::start(Variant::Reference).await,
-        App::start(Variant::Same).await,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let diff_file = dir.path().join("diff.jsonl");
-    let config = format!(
-        "[shadow]\ndiff-file = \"{}\"\n\n{}{}",
-        diff_file.display(),
-        target("reference", &reference.url(), "reference"),
-        target("candidate", &candidate.url(), "candidate"),
-    );
-    let agent = agent(&dir, &config).await;
-    let hap = haproxy(&bin, primary.addr(), &agent).await;
-    let n = send(
-        &hap,
-        &["/users/", "/orders/", "/items/", "/static/"],
-        PER_ENDPOINT,
-    )
-    .await;
-    let (m, _) = settle(&agent, &["candidate"], n).await;
+    let w = with_reference(&bin, Variant::Same, PER_ENDPOINT).await;
+    let (m, n, diff_file) = (w.metrics.clone(), w.sent, &w.diff_file);
     assert_eq!(m.get("shadow_compared_total"), Some(n as f64));
-    let differences = std::fs::read_to_string(&diff_file).unwrap_or_default();
+    let differences = std::fs::read_to_string(diff_file).unwrap_or_default();
     assert_eq!(m.get("shadow_different_total"), Some(0.0), "{differences}");
     assert!(m.get("shadow_noise_cancelled_total").unwrap() >= (2 * PER_ENDPOINT) as f64);
 }
@@ -466,25 +457,11 @@ per_haproxy!(memory_bound_holds_and_every_request_is_counted);
 #[cfg_attr(not(have_haproxy26), ignore = "HAProxy 2.6 not found (HAPROXY26)")]
 #[cfg_attr(not(have_chromium), ignore = "chromium not found (CHROMIUM)")]
 async fn report_page_in_a_browser() {
-    let bin = common::haproxy::haproxy_26();
-    let (primary, reference, candidate) = (
-        App::start(Variant::Primary).await,
-        App::start(Variant::Reference).await,
-        App::start(Variant::Candidate).await,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[shadow]\n\n{}{}",
-        target("reference", &reference.url(), "reference"),
-        target("candidate", &candidate.url(), "candidate"),
-    );
-    let agent = agent(&dir, &config).await;
-    let hap = haproxy(&bin, primary.addr(), &agent).await;
-    let n = send(&hap, &["/users/", "/orders/", "/items/", "/static/"], 10).await;
-    settle(&agent, &["candidate"], n).await;
+    let w = with_reference(&common::haproxy::haproxy_26(), Variant::Candidate, 10).await;
+    let (agent, dir) = (&w.agent, &w.dir);
 
     let url = format!("http://{}/shadow", agent.metrics_addr());
-    let dom = chromium(&["--dump-dom", &url], &dir).await;
+    let dom = chromium(&["--dump-dom", &url], dir).await;
     // Sorted by difference rate: the three differing endpoints (100 %) before the identical one.
     let at = |needle: &str| {
         dom.find(needle)
@@ -525,7 +502,7 @@ async fn report_page_in_a_browser() {
             &format!("--screenshot={}", shot.display()),
             &url,
         ],
-        &dir,
+        dir,
     )
     .await;
     let png = std::fs::read(&shot).expect("screenshot written");

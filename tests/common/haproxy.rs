@@ -342,6 +342,23 @@ impl MirrorSetup {
     }
 }
 
+/// `haproxy -c -V -f path` must say the configuration is valid (3.x prints that only with
+/// `-V`); panics with HAProxy's output otherwise.
+pub fn check_config(bin: &HaproxyBin, path: &Path) {
+    let out = Command::new(&bin.path)
+        .args(["-c", "-V", "-f"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.path.display()));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Configuration file is valid"),
+        "{}:\n{text}",
+        path.display()
+    );
+}
+
 /// A running HAProxy; SIGTERM (then SIGKILL) on drop, and its log printed if the test panics.
 pub struct Haproxy {
     child: Child,

@@ -131,17 +131,21 @@ pub(super) struct Name(String);
 impl TryFrom<String> for Name {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if ok {
-            Ok(Name(s))
-        } else {
-            Err(format!(
-                "invalid target name '{s}': 1 to 64 letters, digits, '-', '_' or '.'"
-            ))
-        }
+        token(s, "target name").map(Name)
+    }
+}
+
+/// 1 to 64 letters, digits, `-`, `_` or `.`: a target's name, an SPOE message's.
+fn token(s: String, what: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    match ok {
+        true => Ok(s),
+        false => Err(format!(
+            "invalid {what} '{s}': 1 to 64 letters, digits, '-', '_' or '.'"
+        )),
     }
 }
 

@@ -108,16 +108,7 @@ struct MessageName(String);
 impl TryFrom<String> for MessageName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        match ok {
-            true => Ok(MessageName(s)),
-            false => Err(format!(
-                "invalid message name '{s}' (letters, digits, - _ .)"
-            )),
-        }
+        super::token(s, "message name").map(MessageName)
     }
 }
 
