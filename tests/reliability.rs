@@ -45,6 +45,12 @@ fn fd_count(pid: u32) -> usize {
 /// Socket inodes of TCP connections (not listeners) whose local (`remote == false`) or
 /// remote port is `port`, from `/proc/net/tcp` (`sl local rem st ... inode`).
 fn connection_inodes(port: u16, remote: bool) -> Vec<String> {
+    tcp_inodes(port, remote, |state| state != "0A")
+}
+
+/// Socket inodes of TCP rows whose local or remote port is `port` and whose state (hex,
+/// `01` ESTABLISHED, `0A` LISTEN, `08` CLOSE_WAIT) passes `keep`.
+fn tcp_inodes(port: u16, remote: bool, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
         return Vec::new();
     };
@@ -57,7 +63,7 @@ fn connection_inodes(port: u16, remote: bool) -> Vec<String> {
             let (local, rem, state, inode) =
                 (cols.get(1)?, cols.get(2)?, cols.get(3)?, cols.get(9)?);
             let addr = if remote { rem } else { local };
-            (addr.ends_with(&suffix) && *state != "0A").then(|| inode.to_string())
+            (addr.ends_with(&suffix) && keep(state)).then(|| inode.to_string())
         })
         .collect()
 }
@@ -82,23 +88,6 @@ fn spop_fds(pid: u32, port: u16) -> usize {
     fds_among(pid, &connection_inodes(port, false))
 }
 
-/// Socket inodes of ESTABLISHED TCP connections whose local port is `port`.
-fn established_inodes(port: u16) -> Vec<String> {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return Vec::new();
-    };
-    let suffix = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|row| {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            let (local, state, inode) = (cols.get(1)?, cols.get(3)?, cols.get(9)?);
-            (local.ends_with(&suffix) && *state == "01").then(|| inode.to_string())
-        })
-        .collect()
-}
-
 /// Descriptors other than connections to the mirror at `mirror_port` (the engine's keep-alive
 /// pool, closed after 30 s idle by design, is not a leak) and than SPOP connections on
 /// `spop_port` whose peer is still there (ESTABLISHED: HAProxy's, and HAProxy 3.x's SPOE
@@ -107,7 +96,7 @@ fn established_inodes(port: u16) -> Vec<String> {
 fn fds_without_pools(pid: u32, mirror_port: u16, spop_port: u16) -> usize {
     fd_count(pid)
         .saturating_sub(fds_among(pid, &connection_inodes(mirror_port, true)))
-        .saturating_sub(fds_among(pid, &established_inodes(spop_port)))
+        .saturating_sub(fds_among(pid, &tcp_inodes(spop_port, false, |s| s == "01")))
 }
 
 /// Samples a process's RSS every `every` until dropped; keeps the peak.

@@ -353,29 +353,54 @@ async fn identical_candidate_shows_no_difference(bin: HaproxyBin) {
 }
 per_haproxy!(identical_candidate_shows_no_difference);
 
-/// A candidate that never answers and primary responses larger than `max-body`: every request
-/// is counted under its reason, memory stays within the bound, ACKs are not held up.
-async fn silent_candidate_and_large_bodies_are_counted(bin: HaproxyBin) {
-    let (primary, healthy) = (
+/// A primary, a candidate application and a `silent` candidate that never answers (its
+/// requests time out after `silent_timeout`), behind HAProxy and the agent; `shadow` is the
+/// `[shadow]` table's body.
+struct WithSilent {
+    _apps: [App; 2],
+    _silent: Sink,
+    _dir: tempfile::TempDir,
+    agent: AgentProcess,
+    hap: Haproxy,
+}
+
+async fn with_silent(bin: &HaproxyBin, shadow: &str, silent_timeout: &str) -> WithSilent {
+    let apps = [
         App::start(Variant::Primary).await,
         App::start(Variant::Candidate).await,
-    );
+    ];
     let silent = Sink::start("silent").await;
     silent
         .set_behavior(Behavior::Slow(Duration::from_secs(3600)))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let memory = 512 * 1024;
     let config = format!(
-        "[shadow]\nwindow = \"2s\"\nmax-body = \"32K\"\nmemory = {memory}\n\n{}{}",
-        target("silent", &silent.url(), "candidate").replace("\n\n", "\ntimeout = \"3s\"\n\n"),
-        target("candidate", &healthy.url(), "candidate"),
+        "[shadow]\n{shadow}\n\n{}{}",
+        target("silent", &silent.url(), "candidate")
+            .replace("\n\n", &format!("\ntimeout = \"{silent_timeout}\"\n\n")),
+        target("candidate", &apps[1].url(), "candidate"),
     );
     let agent = agent(&dir, &config).await;
-    let hap = haproxy(&bin, primary.addr(), &agent).await;
-    let users = send(&hap, &["/users/"], 30).await;
-    let big = send(&hap, &["/big/"], 10).await;
-    let (m, peak) = settle(&agent, &["silent", "candidate"], users + big).await;
+    let hap = haproxy(bin, apps[0].addr(), &agent).await;
+    WithSilent {
+        _apps: apps,
+        _silent: silent,
+        _dir: dir,
+        agent,
+        hap,
+    }
+}
+
+/// A candidate that never answers and primary responses larger than `max-body`: every request
+/// is counted under its reason, memory stays within the bound, ACKs are not held up.
+async fn silent_candidate_and_large_bodies_are_counted(bin: HaproxyBin) {
+    let memory = 512 * 1024;
+    let shadow = format!("window = \"2s\"\nmax-body = \"32K\"\nmemory = {memory}");
+    let w = with_silent(&bin, &shadow, "3s").await;
+    let (agent, hap) = (&w.agent, &w.hap);
+    let users = send(hap, &["/users/"], 30).await;
+    let big = send(hap, &["/big/"], 10).await;
+    let (m, peak) = settle(agent, &["silent", "candidate"], users + big).await;
 
     let unpaired = |t: &str, reason: &str| {
         m.labelled(
@@ -417,25 +442,12 @@ per_haproxy!(silent_candidate_and_large_bodies_are_counted);
 /// With a memory bound smaller than what the pairs need, the bound holds, and every request
 /// is still counted once: compared, or not compared with a reason.
 async fn memory_bound_holds_and_every_request_is_counted(bin: HaproxyBin) {
-    let (primary, candidate) = (
-        App::start(Variant::Primary).await,
-        App::start(Variant::Candidate).await,
-    );
-    let silent = Sink::start("silent").await;
-    silent
-        .set_behavior(Behavior::Slow(Duration::from_secs(3600)))
-        .await;
-    let dir = tempfile::tempdir().unwrap();
     let memory = 8 * 1024;
-    let config = format!(
-        "[shadow]\nwindow = \"1s\"\nmemory = {memory}\nmax-pending = 20\n\n{}{}",
-        target("silent", &silent.url(), "candidate").replace("\n\n", "\ntimeout = \"2s\"\n\n"),
-        target("candidate", &candidate.url(), "candidate"),
-    );
-    let agent = agent(&dir, &config).await;
-    let hap = haproxy(&bin, primary.addr(), &agent).await;
-    let n = send(&hap, &["/users/", "/static/"], 40).await;
-    let (m, peak) = settle(&agent, &["silent", "candidate"], n).await;
+    let shadow = format!("window = \"1s\"\nmemory = {memory}\nmax-pending = 20");
+    let w = with_silent(&bin, &shadow, "2s").await;
+    let (agent, hap) = (&w.agent, &w.hap);
+    let n = send(hap, &["/users/", "/static/"], 40).await;
+    let (m, peak) = settle(agent, &["silent", "candidate"], n).await;
     assert!(
         peak <= memory as f64,
         "shadow memory {peak} over the bound {memory}"

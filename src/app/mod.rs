@@ -208,31 +208,14 @@ async fn start(config: &Config, inherited: Inherited) -> Result<Started, String>
         None => crate::listener::bind(&config.listen).map_err(|e| bind_error(config, &e))?,
     };
     let stats = Arc::new(Stats::default());
-    // After a hand-over the sockets are the predecessor's, already listening.
-    let admin = match (config.run.admin_address, inherited.admin) {
-        (Some(_), Some(fd)) => Some(
-            crate::handover::listener(fd)
-                .map_err(|e| format!("cannot use the inherited admin socket: {e}"))?,
-        ),
-        (Some(addr), None) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot serve the admin endpoint on {addr}: {e}"))?,
-        ),
-        (None, _) => None,
-    };
-    let metrics = match (config.run.metrics_address, inherited.metrics) {
-        (Some(_), Some(fd)) => Some(
-            crate::handover::listener(fd)
-                .map_err(|e| format!("cannot use the inherited metrics socket: {e}"))?,
-        ),
-        (Some(addr), None) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
-        ),
-        (None, _) => None,
-    };
+    let admin = optional_listener(
+        config.run.admin_address,
+        inherited.admin,
+        "the admin endpoint",
+    )
+    .await?;
+    let metrics =
+        optional_listener(config.run.metrics_address, inherited.metrics, "metrics").await?;
     let (handler, mirror) = mirror_handler(config, &stats)?;
     Ok(Started {
         signals,
@@ -243,6 +226,25 @@ async fn start(config: &Config, inherited: Inherited) -> Result<Started, String>
         mirror,
         stats,
     })
+}
+
+/// The listener of an optional port (`--metrics-address`, `--admin-address`): none unless
+/// asked; after a hand-over the predecessor's socket, already listening; else bound here.
+async fn optional_listener(
+    address: Option<std::net::SocketAddr>,
+    inherited: Option<std::os::fd::OwnedFd>,
+    what: &str,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    match (address, inherited) {
+        (Some(_), Some(fd)) => crate::handover::listener(fd)
+            .map(Some)
+            .map_err(|e| format!("cannot use the inherited socket of {what}: {e}")),
+        (Some(addr), None) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot serve {what} on {addr}: {e}")),
+        (None, _) => Ok(None),
+    }
 }
 
 fn bind_error(config: &Config, e: &std::io::Error) -> String {
