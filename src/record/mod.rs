@@ -6,7 +6,7 @@
 //!                              never blocks: a full queue drops and counts   (rotate, gzip, budget)
 //! ```
 //!
-//! - [`format`] (pure): GoReplay's records, written and read.
+//! - [`mod@format`] (pure): GoReplay's records, written and read.
 //! - [`http`] (pure): a request as the raw HTTP/1.1 bytes of a record's payload.
 //! - `writer`: the thread that owns the files: rotation by size and time, gzip, the disk
 //!   budget, and write errors (counted, one warning per interval; the agent goes on).

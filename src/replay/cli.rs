@@ -81,7 +81,8 @@ pub struct Args {
     #[arg(long = "path-exclude", value_name = "REGEX")]
     pub path_exclude: Vec<String>,
 
-    /// The Host header sent: keep (the recorded one), target (the URL's), or a host[:port].
+    /// The Host header sent: keep (the recorded one), target (the URL's), or a host, with or
+    /// without a port.
     #[arg(long, value_name = "HOST", default_value = "keep")]
     pub host: String,
 

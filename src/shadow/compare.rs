@@ -86,7 +86,7 @@ impl Comparator {
     }
 
     /// The fields where `other` differs from `primary`, in a stable order (status, headers
-    /// by name, body), at most [`MAX_FIELDS`].
+    /// by name, body), at most `MAX_FIELDS` (50).
     pub fn diff(&self, primary: &Response, other: &Response) -> Vec<FieldDiff> {
         self.work.set(0);
         let mut out = Vec::new();
