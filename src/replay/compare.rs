@@ -4,15 +4,17 @@
 //!
 //! Records are read in file order and a request's response record follows it, while the
 //! replayed response comes back whenever it does: whichever of the two arrives second is
-//! compared at once. Both waiting tables are bounded; what cannot be paired is counted.
+//! compared at once. Only the responses of requests being replayed are kept (the others are
+//! counted at once), so what waits is bounded by the requests in flight; the table of ids
+//! being replayed is bounded too, and what cannot be paired is counted.
 
 use crate::config::ShadowConfig;
 use crate::mirror::Captured;
 use crate::shadow::{endpoint_template, Comparator, FieldDiff, Kind, Response};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
-/// Responses waiting for their pair, per side, at most.
+/// Requests being replayed whose pair is not complete, at most.
 const MAX_WAITING: usize = 100_000;
 /// Endpoints with their own line in the summary; later ones count as `other`.
 const MAX_ENDPOINTS: usize = 100;
@@ -110,6 +112,9 @@ impl Summary {
 
 struct State {
     comparator: Comparator,
+    /// Ids of the requests being replayed whose pair is not complete: only their recorded
+    /// responses are kept (a filtered request's response is counted and dropped at once).
+    expected: HashSet<String>,
     /// Record id → the recorded response.
     recorded: HashMap<String, Response>,
     /// Record id → (endpoint, the replayed response).
@@ -129,6 +134,7 @@ impl Comparison {
         Comparison {
             state: Mutex::new(State {
                 comparator: Comparator::new(cfg),
+                expected: HashSet::new(),
                 recorded: HashMap::new(),
                 replayed: HashMap::new(),
                 summary: Summary::default(),
@@ -146,16 +152,36 @@ impl Comparison {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The request with this record id is going to be replayed (it passed the filters).
+    pub fn expect(&self, id: &str) {
+        let mut s = self.lock();
+        match s.expected.len() >= MAX_WAITING {
+            true => s.summary.overflow += 1,
+            false => {
+                s.expected.insert(id.to_owned());
+            }
+        }
+    }
+
     /// A response record read from the files (its payload: raw HTTP/1.x).
     pub fn recorded(&self, id: &str, payload: &[u8]) {
+        if !self.lock().expected.contains(id) {
+            // Its request was filtered out, not read, or already paired: nothing to pair.
+            self.lock().summary.not_replayed += 1;
+            return;
+        }
         let Ok(response) = super::payload::parse_response(payload) else {
-            self.lock().summary.bad_recorded += 1;
+            let mut s = self.lock();
+            s.summary.bad_recorded += 1;
+            s.expected.remove(id);
             return;
         };
         let mut s = self.lock();
         match s.replayed.remove(id) {
-            Some((endpoint, replayed)) => s.compare(&endpoint, &response, &replayed),
-            None if s.recorded.len() >= MAX_WAITING => s.summary.overflow += 1,
+            Some((endpoint, replayed)) => {
+                s.expected.remove(id);
+                s.compare(&endpoint, &response, &replayed);
+            }
             None => {
                 s.recorded.insert(id.to_owned(), response);
             }
@@ -166,13 +192,20 @@ impl Comparison {
     pub fn replayed(&self, id: &str, method: &str, path: &str, response: Option<Captured>) {
         let mut s = self.lock();
         let Some(captured) = response else {
+            s.expected.remove(id);
+            s.recorded.remove(id);
             return;
         };
+        if !s.expected.contains(id) {
+            return;
+        }
         let replayed = Response::from_captured(captured);
         let endpoint = endpoint_template(method, path);
         match s.recorded.remove(id) {
-            Some(recorded) => s.compare(&endpoint, &recorded, &replayed),
-            None if s.replayed.len() >= MAX_WAITING => s.summary.overflow += 1,
+            Some(recorded) => {
+                s.expected.remove(id);
+                s.compare(&endpoint, &recorded, &replayed);
+            }
             None => {
                 s.replayed.insert(id.to_owned(), (endpoint, replayed));
             }
@@ -187,6 +220,7 @@ impl Comparison {
         summary.not_replayed += s.recorded.len() as u64;
         s.replayed.clear();
         s.recorded.clear();
+        s.expected.clear();
         summary
     }
 }
@@ -254,6 +288,11 @@ mod tests {
     #[test]
     fn pairs_in_either_order_and_counts_the_rest() {
         let c = Comparison::new(&ShadowConfig::new());
+        for id in ["r1", "r2", "r3", "r4", "r5", "r6"] {
+            c.expect(id);
+        }
+        // A response whose request was filtered out (never expected): counted, not kept.
+        c.recorded("r0", RECORDED);
         // Recorded first, then replayed: equal.
         c.recorded("r1", RECORDED);
         c.replayed("r1", "GET", "/users/1", Some(captured(200, r#"{"a":1}"#)));
@@ -270,7 +309,7 @@ mod tests {
         assert_eq!((row.compared, row.different), (2, 1));
         assert_eq!(row.by_kind, [1, 0, 1]);
         assert_eq!(row.fields.get("body:$.a"), Some(&1));
-        assert_eq!((s.no_recorded, s.not_replayed, s.bad_recorded), (1, 1, 1));
+        assert_eq!((s.no_recorded, s.not_replayed, s.bad_recorded), (1, 2, 1));
         assert!((s.rate() - 0.5).abs() < 1e-9);
     }
 }

@@ -182,11 +182,14 @@ impl<R: FnMut(String)> Iterator for Requests<R> {
             };
             match self.rules.apply(request) {
                 Some(request) => {
+                    if let Some(c) = &self.comparison {
+                        c.expect(&record.id);
+                    }
                     return Some(Item {
                         timestamp_ns: record.timestamp_ns,
                         request,
                         id: record.id,
-                    })
+                    });
                 }
                 None => inc(&self.counts.filtered),
             }
