@@ -661,3 +661,68 @@ async fn recorded_responses_make_a_regression_test(bin: HaproxyBin) {
     );
 }
 per_haproxy!(recorded_responses_make_a_regression_test);
+
+/// Figures for BENCHMARKS.md §9 (ignored: a measurement, not a check): the agent's own ACK
+/// latency under the same HAProxy traffic (the response message sent in both runs) when it
+/// compares, with one candidate that never answers and one that does, and when the same
+/// targets only mirror (no `[shadow]`). `AGENT=target/release/spoa-mirror` measures a
+/// release build:
+///
+/// `AGENT=target/release/spoa-mirror cargo test --test shadow -- --ignored --nocapture ack_latency`
+async fn ack_latency_with_and_without_comparison(bin: HaproxyBin) {
+    let n = 3000;
+    let mut report = Vec::new();
+    for compare in [false, true] {
+        let (primary, healthy) = (
+            App::start(Variant::Primary).await,
+            App::start(Variant::Candidate).await,
+        );
+        let silent = Sink::start("silent").await;
+        silent
+            .set_behavior(Behavior::Slow(Duration::from_secs(3600)))
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let role = |t: String| match compare {
+            true => t,
+            false => t.replace("compare = \"candidate\"\n", ""),
+        };
+        let config = format!(
+            "{}{}{}",
+            if compare {
+                "[shadow]\nwindow = \"2s\"\n\n"
+            } else {
+                ""
+            },
+            role(target("silent", &silent.url(), "candidate"))
+                .replace("\n\n", "\ntimeout = \"3s\"\n\n"),
+            role(target("candidate", &healthy.url(), "candidate")),
+        );
+        let path = dir.path().join("shadow.toml");
+        std::fs::write(&path, &config).unwrap();
+        let mut builder = AgentProcess::builder().args(["--config", path.to_str().unwrap()]);
+        if let Ok(p) = std::env::var("AGENT") {
+            builder = builder.program(p);
+        }
+        let agent = builder.start().await;
+        let hap = haproxy(&bin, primary.addr(), &agent).await;
+        let started = Instant::now();
+        let sent = send(&hap, &["/users/", "/static/"], n / 2).await;
+        let took = started.elapsed();
+        let m = agent.metrics().await;
+        report.push(format!(
+            "{}: {sent} requests in {:.2} s, agent ACK p99 <= {:.3} ms",
+            if compare {
+                "comparing"
+            } else {
+                "mirroring only"
+            },
+            took.as_secs_f64(),
+            ack_p99(&m) * 1e3,
+        ));
+    }
+    eprintln!("SHADOW ack-latency ({}): {}", bin.label, report.join("; "));
+}
+per_haproxy!(
+    #[ignore = "figures for BENCHMARKS.md §9"]
+    ack_latency_with_and_without_comparison
+);
