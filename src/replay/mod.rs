@@ -11,10 +11,12 @@
 //! - [`play`]: pacing on tokio's clock, the concurrency limit, the totals.
 //! - [`compare`]: `--compare`, replayed responses against the recorded ones (type 2), with
 //!   the shadow comparator.
-//! - [`cli`]: the options, the progress bar, the summary, the exit code.
+//! - [`cli`]: the options, the progress bar, the summary, the exit code; `options`: the
+//!   options as a target's rules and as comparison rules.
 
 pub mod cli;
 pub mod compare;
 pub mod input;
+mod options;
 pub mod payload;
 pub mod play;

@@ -1,19 +1,11 @@
-//! The writer thread of one recorder: it alone touches the files.
-//!
-//! Records are written in batches (what is queued, up to [`BATCH`] bytes): one `write` per
-//! batch for plain files, so a record is on disk (readable by a replay) as soon as its batch
-//! is. A file is closed and the next one started at `file_size` bytes or after `rotate`; after
-//! each close the oldest files go until the target's files fit the disk budget.
-//!
-//! A write error (full disk, directory gone or made read-only) loses the batch (counted in
-//! `record_errors_total`, one warning per interval), closes the file (a plain file is cut
-//! back to its last whole record), and the next batch tries a new file no sooner than
-//! [`RETRY`] later; meanwhile records are counted as lost. The agent never waits for any of it.
+//! The record files of one target: opening them, rotation by size and time, gzip, the disk
+//! budget, write errors; and the records written into them (requests, and the primary's
+//! responses to them).
 
-use super::disk::{self, free_space};
-use super::format::{self, Kind, Record};
-use super::recent::Recent;
-use super::{record_id, Msg, Payload, StartError};
+use super::super::disk::{self, free_space};
+use super::super::format::{self, Kind, Record};
+use super::super::recent::Recent;
+use super::super::{record_id, Payload, StartError};
 use crate::config::RecordConfig;
 use crate::stats::{add, inc, TargetStats};
 use crate::throttle::LogThrottle;
@@ -22,12 +14,9 @@ use flate2::Compression;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Bytes of records gathered before one write.
-const BATCH: usize = 256 * 1024;
 /// How often a gzip file is flushed (its last records readable), and time rotation checked.
 const TICK: Duration = Duration::from_secs(1);
 /// After a write error, no new file is tried for this long.
@@ -36,10 +25,10 @@ const RETRY: Duration = Duration::from_secs(1);
 const MIN_FREE: u64 = 1024 * 1024;
 
 /// The record files of one target.
-pub(super) struct Files {
+pub(in crate::record) struct Files {
     target: String,
     config: RecordConfig,
-    stats: Arc<TargetStats>,
+    pub(super) stats: Arc<TargetStats>,
     /// Record ids are `<run><n>`: the run differs from one start to the next.
     run: u64,
     /// Number of the next file name (`<target>-<time>-<seq>.gor`).
@@ -87,7 +76,7 @@ impl Write for Counting {
 impl Files {
     /// Creates the directory if needed, checks the free space, opens the first file and
     /// applies the budget to what earlier runs left.
-    pub(super) fn open(
+    pub(in crate::record) fn open(
         target: &str,
         config: &RecordConfig,
         stats: Arc<TargetStats>,
@@ -171,7 +160,7 @@ impl Files {
 
     /// Encodes one request record into `batch`; `false` if it could not be (counted as an
     /// error). With `key`, the request is remembered for its response.
-    fn encode<P: Payload>(
+    pub(super) fn encode<P: Payload>(
         &mut self,
         id: u64,
         timestamp_ns: i64,
@@ -200,7 +189,7 @@ impl Files {
     /// Encodes the response to a request written recently as a type-2 record with the
     /// request's record id and the time since it as latency; `None` when no such request
     /// was written here (another target's, or sampled out), `Some(false)` when it could not be.
-    fn encode_response(
+    pub(super) fn encode_response(
         &mut self,
         key: &[u8],
         timestamp_ns: i64,
@@ -219,7 +208,7 @@ impl Files {
     }
 
     /// Writes one batch of `records` records, `responses` of them type 2; counts the outcome.
-    fn write(&mut self, batch: &mut Vec<u8>, records: u64, responses: u64) {
+    pub(super) fn write(&mut self, batch: &mut Vec<u8>, records: u64, responses: u64) {
         if records == 0 {
             batch.clear();
             return;
@@ -327,7 +316,7 @@ impl Files {
     }
 
     /// Once a second: flush gzip (its records become readable), rotate an old file.
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         self.rotate_if_due(0);
         if let Some(Current {
             out: Out::Gzip(gz), ..
@@ -357,7 +346,7 @@ impl Files {
     }
 
     /// Time left before the current file is due for rotation by age, capped at [`TICK`].
-    fn next_wakeup(&self) -> Duration {
+    pub(super) fn next_wakeup(&self) -> Duration {
         match &self.current {
             Some(c) if c.records > 0 => self
                 .config
@@ -366,67 +355,6 @@ impl Files {
                 .clamp(Duration::from_millis(1), TICK),
             _ => TICK,
         }
-    }
-}
-
-/// The thread: take records off the queue in batches, write them, tick.
-pub(super) fn run<P: Payload>(mut files: Files, rx: Receiver<Msg<P>>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let first = match rx.recv_timeout(files.next_wakeup()) {
-            Ok(msg) => msg,
-            Err(RecvTimeoutError::Timeout) => {
-                files.tick();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                files.close();
-                return;
-            }
-        };
-        let (mut records, mut responses, mut lost) = (0u64, 0u64, 0u64);
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record {
-                    id,
-                    timestamp_ns,
-                    payload,
-                    key,
-                } => {
-                    if files.encode(id, timestamp_ns, &payload, key, &mut batch) {
-                        records += 1;
-                    } else {
-                        lost += 1;
-                    }
-                }
-                Msg::Response {
-                    key,
-                    timestamp_ns,
-                    payload,
-                } => match files.encode_response(&key, timestamp_ns, &payload, &mut batch) {
-                    Some(true) => {
-                        records += 1;
-                        responses += 1;
-                    }
-                    Some(false) => lost += 1,
-                    None => {}
-                },
-                Msg::Finish(done) => {
-                    files.write(&mut batch, records, responses);
-                    (records, responses) = (0, 0);
-                    files.close();
-                    let _ = done.send(());
-                }
-            }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if lost > 0 {
-            add(&files.stats.record_errors_total, lost);
-        }
-        files.write(&mut batch, records, responses);
     }
 }
 
