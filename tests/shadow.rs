@@ -96,10 +96,12 @@ per_haproxy!(examples_are_valid);
 async fn agent(dir: &tempfile::TempDir, text: &str) -> AgentProcess {
     let path = dir.path().join("shadow.toml");
     std::fs::write(&path, text).unwrap();
-    AgentProcess::builder()
-        .args(["--config", path.to_str().unwrap()])
-        .start()
-        .await
+    let mut builder = AgentProcess::builder().args(["--config", path.to_str().unwrap()]);
+    // A release build for the measurements (`ack_latency_with_and_without_comparison`).
+    if let Ok(p) = std::env::var("SHADOW_BENCH_AGENT") {
+        builder = builder.program(p);
+    }
+    builder.start().await
 }
 
 fn target(name: &str, url: &str, role: &str) -> String {
@@ -364,7 +366,7 @@ struct WithSilent {
     hap: Haproxy,
 }
 
-async fn with_silent(bin: &HaproxyBin, shadow: &str, silent_timeout: &str) -> WithSilent {
+async fn with_silent(bin: &HaproxyBin, shadow: Option<&str>, silent_timeout: &str) -> WithSilent {
     let apps = [
         App::start(Variant::Primary).await,
         App::start(Variant::Candidate).await,
@@ -374,11 +376,17 @@ async fn with_silent(bin: &HaproxyBin, shadow: &str, silent_timeout: &str) -> Wi
         .set_behavior(Behavior::Slow(Duration::from_secs(3600)))
         .await;
     let dir = tempfile::tempdir().unwrap();
+    // Without a [shadow] table the same two targets only mirror.
+    let role = |t: String| match shadow {
+        Some(_) => t,
+        None => t.replace("compare = \"candidate\"\n", ""),
+    };
     let config = format!(
-        "[shadow]\n{shadow}\n\n{}{}",
-        target("silent", &silent.url(), "candidate")
+        "{}{}{}",
+        shadow.map_or(String::new(), |s| format!("[shadow]\n{s}\n\n")),
+        role(target("silent", &silent.url(), "candidate"))
             .replace("\n\n", &format!("\ntimeout = \"{silent_timeout}\"\n\n")),
-        target("candidate", &apps[1].url(), "candidate"),
+        role(target("candidate", &apps[1].url(), "candidate")),
     );
     let agent = agent(&dir, &config).await;
     let hap = haproxy(bin, apps[0].addr(), &agent).await;
@@ -396,7 +404,7 @@ async fn with_silent(bin: &HaproxyBin, shadow: &str, silent_timeout: &str) -> Wi
 async fn silent_candidate_and_large_bodies_are_counted(bin: HaproxyBin) {
     let memory = 512 * 1024;
     let shadow = format!("window = \"2s\"\nmax-body = \"32K\"\nmemory = {memory}");
-    let w = with_silent(&bin, &shadow, "3s").await;
+    let w = with_silent(&bin, Some(&shadow), "3s").await;
     let (agent, hap) = (&w.agent, &w.hap);
     let users = send(hap, &["/users/"], 30).await;
     let big = send(hap, &["/big/"], 10).await;
@@ -444,7 +452,7 @@ per_haproxy!(silent_candidate_and_large_bodies_are_counted);
 async fn memory_bound_holds_and_every_request_is_counted(bin: HaproxyBin) {
     let memory = 8 * 1024;
     let shadow = format!("window = \"1s\"\nmemory = {memory}\nmax-pending = 20");
-    let w = with_silent(&bin, &shadow, "2s").await;
+    let w = with_silent(&bin, Some(&shadow), "2s").await;
     let (agent, hap) = (&w.agent, &w.hap);
     let n = send(hap, &["/users/", "/static/"], 40).await;
     let (m, peak) = settle(agent, &["silent", "candidate"], n).await;
@@ -665,48 +673,18 @@ per_haproxy!(recorded_responses_make_a_regression_test);
 /// Figures for BENCHMARKS.md §9 (ignored: a measurement, not a check): the agent's own ACK
 /// latency under the same HAProxy traffic (the response message sent in both runs) when it
 /// compares, with one candidate that never answers and one that does, and when the same
-/// targets only mirror (no `[shadow]`). `AGENT=target/release/spoa-mirror` measures a
+/// targets only mirror (no `[shadow]`). `SHADOW_BENCH_AGENT=target/release/spoa-mirror` measures a
 /// release build:
 ///
-/// `AGENT=target/release/spoa-mirror cargo test --test shadow -- --ignored --nocapture ack_latency`
+/// `SHADOW_BENCH_AGENT=target/release/spoa-mirror cargo test --test shadow -- --ignored --nocapture ack_latency`
 async fn ack_latency_with_and_without_comparison(bin: HaproxyBin) {
     let n = 3000;
     let mut report = Vec::new();
     for compare in [false, true] {
-        let (primary, healthy) = (
-            App::start(Variant::Primary).await,
-            App::start(Variant::Candidate).await,
-        );
-        let silent = Sink::start("silent").await;
-        silent
-            .set_behavior(Behavior::Slow(Duration::from_secs(3600)))
-            .await;
-        let dir = tempfile::tempdir().unwrap();
-        let role = |t: String| match compare {
-            true => t,
-            false => t.replace("compare = \"candidate\"\n", ""),
-        };
-        let config = format!(
-            "{}{}{}",
-            if compare {
-                "[shadow]\nwindow = \"2s\"\n\n"
-            } else {
-                ""
-            },
-            role(target("silent", &silent.url(), "candidate"))
-                .replace("\n\n", "\ntimeout = \"3s\"\n\n"),
-            role(target("candidate", &healthy.url(), "candidate")),
-        );
-        let path = dir.path().join("shadow.toml");
-        std::fs::write(&path, &config).unwrap();
-        let mut builder = AgentProcess::builder().args(["--config", path.to_str().unwrap()]);
-        if let Ok(p) = std::env::var("AGENT") {
-            builder = builder.program(p);
-        }
-        let agent = builder.start().await;
-        let hap = haproxy(&bin, primary.addr(), &agent).await;
+        let w = with_silent(&bin, compare.then_some("window = \"2s\""), "3s").await;
+        let (agent, hap) = (&w.agent, &w.hap);
         let started = Instant::now();
-        let sent = send(&hap, &["/users/", "/static/"], n / 2).await;
+        let sent = send(hap, &["/users/", "/static/"], n / 2).await;
         let took = started.elapsed();
         let m = agent.metrics().await;
         report.push(format!(
