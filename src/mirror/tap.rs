@@ -5,9 +5,11 @@
 //! (`crate::shadow`), on its own thread. Both calls must return at once, like every other step
 //! of `Target::offer` and of a delivery.
 
+use super::message::MirrorRequest;
 use crate::config::ShadowRole;
 use bytes::Bytes;
 use http::HeaderMap;
+use std::sync::Arc;
 
 /// A target's response as kept for comparison.
 #[derive(Debug, Clone)]
@@ -35,12 +37,13 @@ impl Captured {
 
 /// Receives, from targets with a compare role, what they took and what they got.
 pub trait ResponseTap: Send + Sync + 'static {
-    /// A target took the request with this id (it passed the policy and was queued):
-    /// its response will follow through [`ResponseTap::answered`].
-    fn expect(&self, target: &str, role: ShadowRole, id: &Bytes, method: &str, path: &str);
+    /// A target took `request` (it has an id, passed the policy and is being queued): its
+    /// response will follow through [`ResponseTap::answered`]. Called on the SPOP side: it
+    /// hands references on, it copies nothing.
+    fn expect(&self, target: &Arc<str>, role: ShadowRole, request: &Arc<MirrorRequest>);
 
     /// The delivery ended: the response (`None`: none came: connect error, timeout, reset).
-    fn answered(&self, target: &str, role: ShadowRole, id: &Bytes, response: Option<Captured>);
+    fn answered(&self, target: &Arc<str>, role: ShadowRole, id: &Bytes, response: Option<Captured>);
 
     /// Bodies larger than this are not kept (the response is still read to its end).
     fn max_body(&self) -> usize;

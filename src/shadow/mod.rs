@@ -32,7 +32,7 @@ pub use response::{parse_primary, Response};
 
 use crate::config::{ShadowConfig, ShadowRole};
 use crate::handler::{Context, MessageHandler};
-use crate::mirror::{Captured, ResponseTap};
+use crate::mirror::{Captured, MirrorRequest, ResponseTap};
 use crate::spop::Message;
 use crate::stats::{DescriptorEncoder, Exporter};
 use crate::throttle::LogThrottle;
@@ -190,13 +190,12 @@ impl MessageHandler for Shadow {
 
 /// What targets with a compare role took and got.
 impl ResponseTap for Shadow {
-    fn expect(&self, target: &str, role: ShadowRole, id: &Bytes, method: &str, path: &str) {
+    fn expect(&self, target: &Arc<str>, role: ShadowRole, request: &Arc<MirrorRequest>) {
+        // References only: the comparator thread copies what it keeps (the id, the endpoint).
         let msg = Msg::Expect {
-            id: Bytes::copy_from_slice(id),
-            target: Arc::from(target),
+            request: Arc::clone(request),
+            target: Arc::clone(target),
             role,
-            method: method.to_owned(),
-            path: path.to_owned(),
         };
         // Counted by the comparator when it creates the entry; if it cannot be told, the
         // request is counted here, so that each one is counted once whatever happens.
@@ -204,19 +203,25 @@ impl ResponseTap for Shadow {
             self.inner.dropped("queue full");
             if role == ShadowRole::Candidate {
                 let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
-                report.unpaired(&Arc::from(target), report::Reason::Overflow);
+                report.unpaired(target, report::Reason::Overflow);
             }
         }
     }
 
-    fn answered(&self, target: &str, _role: ShadowRole, id: &Bytes, response: Option<Captured>) {
+    fn answered(
+        &self,
+        target: &Arc<str>,
+        _role: ShadowRole,
+        id: &Bytes,
+        response: Option<Captured>,
+    ) {
         let response = response.map(Response::from_captured);
         let bytes = response
             .as_ref()
             .map_or(0, |r| u64::try_from(r.size()).unwrap_or(u64::MAX));
         let msg = Msg::Mirror {
-            id: Bytes::copy_from_slice(id),
-            target: Arc::from(target),
+            id: id.clone(),
+            target: Arc::clone(target),
             response,
             bytes,
         };

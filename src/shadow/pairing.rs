@@ -17,6 +17,7 @@ use super::redact::Redactor;
 use super::report::{shown, Example, Reason, Report, Totals};
 use super::response::Response;
 use crate::config::{ShadowConfig, ShadowRole};
+use crate::mirror::MirrorRequest;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -26,12 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// What the agent tells the comparator. `bytes` is what the message counts against the
 /// memory bound while queued (given back when it is processed, or kept while pending).
 pub enum Msg {
+    /// A target took this request (it has an id).
     Expect {
-        id: Bytes,
+        request: Arc<MirrorRequest>,
         target: Arc<str>,
         role: ShadowRole,
-        method: String,
-        path: String,
     },
     Mirror {
         id: Bytes,
@@ -107,12 +107,15 @@ impl Pairing {
     pub fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Expect {
-                id,
+                request,
                 target,
                 role,
-                method,
-                path,
-            } => self.expect(id, target, role, &method, &path),
+            } => {
+                if let Some(id) = &request.id {
+                    let (method, path) = (request.method.as_str(), request.target.path());
+                    self.expect(id, target, role, method, path);
+                }
+            }
             Msg::Mirror {
                 id,
                 target,
@@ -168,13 +171,13 @@ impl Pairing {
         crate::stats::sub(&self.totals.memory_bytes, bytes);
     }
 
-    fn expect(&mut self, id: Bytes, target: Arc<str>, role: ShadowRole, method: &str, path: &str) {
+    fn expect(&mut self, id: &Bytes, target: Arc<str>, role: ShadowRole, method: &str, path: &str) {
         let side = Side {
             target: Arc::clone(&target),
             role,
             state: State::Waiting,
         };
-        if let Some(p) = self.pending.get_mut(&id) {
+        if let Some(p) = self.pending.get_mut(id) {
             if !p.sides.iter().any(|s| s.target == target) {
                 p.sides.push(side);
             }
@@ -192,8 +195,9 @@ impl Pairing {
         crate::stats::add(&self.totals.memory_bytes, ENTRY_OVERHEAD);
         let endpoint = self.endpoints.name(method, path);
         let path = path.split(['?', '#']).next().unwrap_or("");
+        // A copy: the id is a slice of a frame buffer, and the entry may wait the window.
         self.pending.insert(
-            id,
+            Bytes::copy_from_slice(id),
             Pending {
                 created: Instant::now(),
                 endpoint,

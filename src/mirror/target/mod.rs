@@ -42,7 +42,8 @@ pub(super) struct Target {
 
 /// What the dispatcher and the delivery tasks of one target share.
 struct Shared {
-    name: String,
+    /// Shared with the tap's messages (shadow comparison) without a copy per request.
+    name: Arc<str>,
     /// The settings it was built with (a reload keeps a target whose settings are unchanged).
     config: MirrorConfig,
     /// The engine has more than one target: log lines name this one.
@@ -128,7 +129,7 @@ impl Target {
         let policy = Arc::new(Policy::new(target.policy.clone(), base.authority.clone()));
         let (queue, rx) = mpsc::channel(cfg.queue_size);
         let shared = Arc::new(Shared {
-            name,
+            name: Arc::from(name.as_str()),
             config: cfg.clone(),
             several: Arc::clone(engine.several),
             endpoint,
@@ -284,13 +285,7 @@ impl Target {
         // Told before the job is queued: its delivery may end on another thread at once.
         let compare = match (shared.config.compare, tap, &request.id) {
             (Some(role), Some(tap), Some(id)) => {
-                tap.expect(
-                    &shared.name,
-                    role,
-                    id,
-                    request.method.as_str(),
-                    request.target.path(),
-                );
+                tap.expect(&shared.name, role, &request);
                 Some(Compare {
                     tap: Arc::clone(tap),
                     role,

@@ -20,12 +20,21 @@ fn pairing() -> (Pairing, Arc<Mutex<Report>>) {
 }
 
 fn expect(p: &mut Pairing, id: &'static [u8], target: &str, role: ShadowRole) {
+    let request = MirrorRequest {
+        method: http::Method::GET,
+        target: http::uri::PathAndQuery::from_static("/u/1"),
+        target_authority: None,
+        version: http::Version::HTTP_11,
+        headers: Vec::new(),
+        has_host: false,
+        body: Bytes::new(),
+        src: None,
+        id: Some(Bytes::from_static(id)),
+    };
     p.handle(Msg::Expect {
-        id: Bytes::from_static(id),
+        request: Arc::new(request),
         target: Arc::from(target),
         role,
-        method: "GET".into(),
-        path: "/u/1".into(),
     });
 }
 
