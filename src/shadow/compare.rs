@@ -43,6 +43,9 @@ pub struct FieldDiff {
     /// The primary's value (`(missing)` when it has none).
     pub primary: String,
     pub other: String,
+    /// For a JSON field, its place (what `field` shows after `body:`); for redaction, which
+    /// must not parse the text back (a key may hold `.` or `[`).
+    pub json_path: Option<Vec<PathSeg>>,
 }
 
 /// Fields reported per pair, at most: the rest of a very different pair adds nothing.
@@ -96,6 +99,7 @@ impl Comparator {
                 kind: Kind::Status,
                 primary: primary.status.to_string(),
                 other: other.status.to_string(),
+                json_path: None,
             });
         }
         self.headers(primary, other, &mut out);
@@ -125,6 +129,7 @@ impl Comparator {
                     kind: Kind::Headers,
                     primary: show(vx),
                     other: show(vy),
+                    json_path: None,
                 });
             }
         }
@@ -171,6 +176,7 @@ impl Comparator {
                 kind: Kind::Body,
                 primary: shorten(&String::from_utf8_lossy(&a.body)),
                 other: shorten(&String::from_utf8_lossy(&b.body)),
+                json_path: None,
             }),
             None => {}
         }
@@ -195,7 +201,7 @@ impl Comparator {
             let from = x
                 .char_indices()
                 .map(|(i, _)| i)
-                .take_while(|&i| i + 40 <= at)
+                .take_while(|&i| i.saturating_add(40) <= at)
                 .last()
                 .unwrap_or(0);
             out.push(FieldDiff {
@@ -203,6 +209,7 @@ impl Comparator {
                 kind: Kind::Body,
                 primary: shorten(x.get(from..).unwrap_or(&x)),
                 other: shorten(y.get(from..).unwrap_or(&y)),
+                json_path: None,
             });
         }
     }
@@ -299,6 +306,7 @@ impl Comparator {
             kind: Kind::Body,
             primary: show(a),
             other: show(b),
+            json_path: Some(path.to_vec()),
         });
     }
 }
@@ -323,7 +331,7 @@ fn parse_both(a: &Response, b: &Response) -> Option<(Value, Value)> {
 }
 
 /// `$.items[2].id`.
-pub fn path_text(path: &[PathSeg]) -> String {
+fn path_text(path: &[PathSeg]) -> String {
     let mut s = String::from("$");
     for seg in path {
         match seg {
@@ -357,7 +365,7 @@ pub fn cancel_noise(diffs: Vec<FieldDiff>, noise: Option<&[FieldDiff]>) -> (Vec<
         .into_iter()
         .filter(|d| !noisy.contains(d.field.as_str()))
         .collect();
-    let cancelled = before - real.len();
+    let cancelled = before.saturating_sub(real.len());
     (real, cancelled)
 }
 

@@ -26,7 +26,7 @@ mod redact;
 mod report;
 mod response;
 
-pub use compare::{cancel_noise, path_text, Comparator, FieldDiff, Kind};
+pub use compare::{Comparator, FieldDiff, Kind};
 pub use endpoint::template as endpoint_template;
 pub use response::{parse_primary, Response};
 

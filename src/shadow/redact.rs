@@ -79,10 +79,9 @@ impl Redactor {
                 .strip_prefix("header:")
                 .is_some_and(|n| self.header(n)),
             Kind::Body => d
-                .field
-                .strip_prefix("body:")
-                .and_then(parse_path)
-                .is_some_and(|path| self.json.iter().any(|p| covers(p, &path))),
+                .json_path
+                .as_ref()
+                .is_some_and(|path| self.json.iter().any(|p| covers(p, path))),
             Kind::Status => false,
         };
         match hidden {
@@ -99,30 +98,6 @@ impl Redactor {
 /// A pattern covers a path when it matches the path or one of its ancestors.
 fn covers(p: &JsonPattern, path: &[PathSeg]) -> bool {
     (0..=path.len()).any(|n| path.get(..n).is_some_and(|prefix| p.matches(prefix)))
-}
-
-/// `$.a[2].b` (as [`super::compare::path_text`] writes it) back into steps.
-fn parse_path(text: &str) -> Option<Vec<PathSeg>> {
-    let mut rest = text.strip_prefix('$')?;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let (k, r) = r.split_at(end);
-            out.push(PathSeg::Key(k.to_owned()));
-            rest = r;
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let (inside, r) = r.split_once(']')?;
-            out.push(match inside {
-                "*" => PathSeg::AnyIndex,
-                n => PathSeg::Index(n.parse().ok()?),
-            });
-            rest = r;
-        } else {
-            return None;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -154,6 +129,7 @@ mod tests {
             kind: Kind::Body,
             primary: "\"4111\"".into(),
             other: "\"4222\"".into(),
+            json_path: Some(vec![PathSeg::Key("card".into()), PathSeg::Key("n".into())]),
         };
         assert_eq!(r.diff(&d).primary, Rules::REDACTED);
         let d = FieldDiff {
@@ -161,8 +137,35 @@ mod tests {
             kind: Kind::Headers,
             primary: "s1".into(),
             other: "s2".into(),
+            json_path: None,
         };
         assert_eq!(r.diff(&d).other, Rules::REDACTED);
+    }
+
+    #[test]
+    fn a_key_with_a_dot_is_still_redacted() {
+        let r = redactor(&[], &["$..secret"]);
+        let json = |b: &str| super::super::Response {
+            status: 200,
+            headers: vec![(
+                "content-type".into(),
+                bytes::Bytes::from_static(b"application/json"),
+            )],
+            body: bytes::Bytes::copy_from_slice(b.as_bytes()),
+            too_large: false,
+        };
+        let c = super::super::Comparator::new(&ShadowConfig::new());
+        let d = c.diff(
+            &json(r#"{"a.b":{"secret":"s1"}}"#),
+            &json(r#"{"a.b":{"secret":"s2"}}"#),
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "body:$.a.b.secret");
+        let shown = r.diff(&d[0]);
+        assert_eq!(
+            (shown.primary.as_str(), shown.other.as_str()),
+            (Rules::REDACTED, Rules::REDACTED)
+        );
     }
 
     #[test]
