@@ -79,9 +79,6 @@ impl Endpoint {
             Ok(result) => result,
             Err(_) => Err(Failure::Timeout),
         };
-        if d.result.is_err() {
-            d.captured = None;
-        }
         Ok(d)
     }
 

@@ -218,13 +218,9 @@ impl Target {
 
     /// The primary's response to the request with HAProxy's id `key`, for this target's
     /// records (written if it recorded that request).
-    pub(super) fn record_response(&self, key: &bytes::Bytes, payload: &bytes::Bytes) -> bool {
-        match &self.shared.recording {
-            Some(r) => {
-                r.offer_response(key, payload);
-                true
-            }
-            None => false,
+    pub(super) fn record_response(&self, key: &bytes::Bytes, payload: &bytes::Bytes) {
+        if let Some(r) = &self.shared.recording {
+            r.offer_response(key, payload);
         }
     }
 
